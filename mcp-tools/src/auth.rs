@@ -1,0 +1,105 @@
+//! Bearer-token check for /mcp.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+/// Where the expected token comes from.
+#[derive(Debug)]
+pub enum TokenSource {
+    /// Given at start (flag or environment).
+    Fixed(String),
+    /// Read from a file, and read again whenever the file changes.
+    File {
+        path: PathBuf,
+        cached: RwLock<Option<(FileStamp, String)>>,
+    },
+}
+
+/// What tells that a token file changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+impl TokenSource {
+    pub fn file(path: PathBuf) -> Self {
+        TokenSource::File {
+            path,
+            cached: RwLock::new(None),
+        }
+    }
+
+    /// The token in force now; `None` when the token file is missing or
+    /// empty, which refuses every request.
+    pub fn current(&self) -> Option<String> {
+        match self {
+            TokenSource::Fixed(token) => Some(token.clone()),
+            TokenSource::File { path, cached } => {
+                use std::os::unix::fs::MetadataExt;
+                let meta = std::fs::metadata(path).ok()?;
+                let stamp = FileStamp {
+                    modified: meta.modified().ok(),
+                    len: meta.len(),
+                    inode: meta.ino(),
+                };
+                if let Some((seen, token)) = &*cached.read().unwrap_or_else(|e| e.into_inner())
+                    && *seen == stamp
+                {
+                    return Some(token.clone()).filter(|t| !t.is_empty());
+                }
+                let token = std::fs::read_to_string(path).ok()?.trim().to_owned();
+                *cached.write().unwrap_or_else(|e| e.into_inner()) = Some((stamp, token.clone()));
+                Some(token).filter(|t| !t.is_empty())
+            }
+        }
+    }
+
+    /// True when `presented` equals the current token, compared in
+    /// constant time.
+    pub fn accepts(&self, presented: &str) -> bool {
+        match self.current() {
+            Some(expected) => bool::from(expected.as_bytes().ct_eq(presented.as_bytes())),
+            None => false,
+        }
+    }
+}
+
+/// Axum middleware: 401 with `WWW-Authenticate: Bearer` unless the request
+/// carries `Authorization: Bearer <token>`.
+pub async fn require_bearer(
+    State(tokens): State<Arc<TokenSource>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        });
+    match presented {
+        Some(token) if tokens.accepts(token) => next.run(request).await,
+        _ => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "401 Unauthorized: send Authorization: Bearer <token>\n",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Command-line flags and environment variables, read once at start.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// MCP server that gives an LLM agent file, search and process tools
+/// inside a sandbox, over MCP streamable HTTP at /mcp.
+///
+/// File tools are confined to the workspace folder. run_command is a shell
+/// and is not: the sandbox itself is its boundary.
+#[derive(Debug, Parser)]
+#[command(name = "mcp-tools", version, about, long_about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeConfig,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that a running server answers: exits 0 when GET /health says ok.
+    Health {
+        /// Base URL of the server.
+        #[arg(long, default_value = "http://127.0.0.1:6060")]
+        url: String,
+        /// Give up after this many milliseconds.
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
+}
+
+/// How the server runs.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on. Defaults to 0.0.0.0 when a token is set, and to
+    /// 127.0.0.1 without one.
+    #[arg(long, env = "MCP_HOST")]
+    pub host: Option<IpAddr>,
+
+    /// Port to listen on (0 picks a free one and prints it).
+    #[arg(long, env = "MCP_PORT", default_value_t = 6060)]
+    pub port: u16,
+
+    /// Folder the file tools are confined to, and where commands start.
+    #[arg(long, env = "WORKSPACE_DIR", default_value = "/workspace")]
+    pub workspace: PathBuf,
+
+    /// Bearer token every /mcp request must carry.
+    #[arg(long, env = "MCP_AUTH_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the bearer token; re-read when it changes, so the token
+    /// can be set or rotated while the server runs. Until the file exists
+    /// and is not empty, every /mcp request is refused.
+    #[arg(long, env = "MCP_AUTH_TOKEN_FILE", conflicts_with = "token")]
+    pub token_file: Option<PathBuf>,
+
+    /// Browser origins allowed to call /mcp (comma-separated, e.g.
+    /// https://app.example.com). A request with any other Origin gets 403.
+    #[arg(long, env = "MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Host names accepted in the Host header (comma-separated). Without a
+    /// token only loopback names are accepted by default; with a token any
+    /// Host is, so sandbox URLs like 6060-<id>.e2b.app work.
+    #[arg(long, env = "MCP_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Folder for background command logs; must be outside the workspace.
+    /// Defaults to mcp-tools-<pid> under the system temp directory.
+    #[arg(long, env = "MCP_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Largest file read_file returns whole, in bytes; larger files are read
+    /// in parts with offset and limit.
+    #[arg(long, env = "MCP_MAX_READ_BYTES", default_value_t = 256 * 1024)]
+    pub max_read_bytes: u64,
+
+    /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
+    #[arg(long, env = "MCP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ServeConfig {
+    /// True when /mcp requires a bearer token.
+    pub fn has_token(&self) -> bool {
+        self.token.is_some() || self.token_file.is_some()
+    }
+
+    /// The address to bind: loopback unless a token guards the server or
+    /// the user chose otherwise.
+    pub fn bind_host(&self) -> IpAddr {
+        self.host.unwrap_or(if self.has_token() {
+            IpAddr::from([0, 0, 0, 0])
+        } else {
+            IpAddr::from([127, 0, 0, 1])
+        })
+    }
+
+    /// The folder for background command logs.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("mcp-tools-{}", std::process::id()))
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! mcp-tools: the MCP server that runs inside each sandbox and gives an
+//! LLM agent file, search and process tools over streamable HTTP.
+//!
+//! The binary is thin: [`config::Cli`] parses flags, [`server::Server`]
+//! binds and serves, [`tools::Tools`] handles MCP. File tools go through
+//! [`workspace::Workspace`], which confines every path to the workspace.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod health;
+pub mod init;
+pub mod output;
+pub mod process;
+pub mod server;
+pub mod tools;
+pub mod workspace;

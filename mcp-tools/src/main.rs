@@ -1,0 +1,84 @@
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mcp_tools::config::{Cli, Command, ServeConfig};
+use mcp_tools::server::Server;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.command.is_none() {
+        mcp_tools::init::reap_orphans_if_pid1();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcp-tools: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Some(Command::Health { url, timeout_ms }) => {
+                mcp_tools::health::check(&url, Duration::from_millis(timeout_ms)).await?;
+                println!("ok");
+                Ok(())
+            }
+            None => serve(cli.serve).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mcp-tools: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .map_err(|e| anyhow::anyhow!("invalid log level {:?}: {e}", config.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let server = Server::bind(&config).await?;
+    let addr = server.local_addr()?;
+    if !config.has_token() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "NO TOKEN SET and listening on {addr}: anyone who can reach this address can run \
+             commands here. Set MCP_AUTH_TOKEN or --token-file."
+        );
+    }
+    tracing::info!(
+        workspace = %config.workspace.display(),
+        auth = if config.has_token() { "bearer token" } else { "none" },
+        "listening on http://{addr}/mcp"
+    );
+    server.run(shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the server still stops when killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,136 @@
+//! Bounded output: what a tool returns must fit in a model's context, and
+//! what a command prints must not exhaust the server's memory.
+
+use std::collections::VecDeque;
+
+/// Keeps the first `head` and the last `tail` bytes of a stream of any
+/// length, and counts what was dropped between them. Memory stays bounded
+/// however much the stream carries.
+#[derive(Debug)]
+pub struct HeadTail {
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    head_cap: usize,
+    tail_cap: usize,
+    total: u64,
+}
+
+impl HeadTail {
+    /// Keeps at most `limit` bytes, half from the start and half from the end.
+    pub fn new(limit: usize) -> Self {
+        let head_cap = limit / 2;
+        HeadTail {
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            head_cap,
+            tail_cap: limit - head_cap,
+            total: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        let room = self.head_cap - self.head.len();
+        if room > 0 {
+            let take = room.min(bytes.len());
+            self.head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        if bytes.len() >= self.tail_cap {
+            self.tail.clear();
+            self.tail.extend(&bytes[bytes.len() - self.tail_cap..]);
+            return;
+        }
+        let overflow = (self.tail.len() + bytes.len()).saturating_sub(self.tail_cap);
+        self.tail.drain(..overflow);
+        self.tail.extend(bytes);
+    }
+
+    /// Bytes seen in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Bytes dropped from the middle.
+    pub fn cut(&self) -> u64 {
+        self.total - (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// The kept text, with a marker where the middle was cut. Invalid UTF-8
+    /// is shown lossily.
+    pub fn render(&self) -> String {
+        let cut = self.cut();
+        let head = String::from_utf8_lossy(&self.head);
+        let (a, b) = self.tail.as_slices();
+        let tail = String::from_utf8_lossy(&[a, b].concat()).into_owned();
+        if cut == 0 {
+            return format!("{head}{tail}");
+        }
+        // Cut at character boundaries so the marker does not split a
+        // multi-byte character into replacement glyphs.
+        let head = trim_partial_char_end(&head);
+        let tail = trim_partial_char_start(&tail);
+        format!("{head}\n[... {cut} bytes cut from the middle ...]\n{tail}")
+    }
+}
+
+fn trim_partial_char_end(s: &str) -> &str {
+    s.strip_suffix('\u{FFFD}').unwrap_or(s)
+}
+
+fn trim_partial_char_start(s: &str) -> &str {
+    s.strip_prefix('\u{FFFD}').unwrap_or(s)
+}
+
+/// How much of a file is sniffed to tell text from binary.
+pub const SNIFF_BYTES: usize = 8192;
+
+/// A file is binary when its first bytes hold a NUL, as git and ripgrep judge.
+pub fn looks_binary(prefix: &[u8]) -> bool {
+    prefix[..prefix.len().min(SNIFF_BYTES)].contains(&0)
+}
+
+/// Cuts `line` to `max_chars` characters, marking the cut.
+pub fn cap_line(line: &str, max_chars: usize) -> std::borrow::Cow<'_, str> {
+    match line.char_indices().nth(max_chars) {
+        None => std::borrow::Cow::Borrowed(line),
+        Some((at, _)) => {
+            let rest = line[at..].chars().count();
+            std::borrow::Cow::Owned(format!("{}... [{rest} more characters]", &line[..at]))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_tail_keeps_both_ends_and_counts_the_cut() {
+        let mut ht = HeadTail::new(10);
+        for chunk in [b"0123".as_slice(), b"456789abcdef", b"ghij"] {
+            ht.push(chunk);
+        }
+        assert_eq!(ht.total(), 20);
+        assert_eq!(ht.cut(), 10);
+        assert_eq!(
+            ht.render(),
+            "01234\n[... 10 bytes cut from the middle ...]\nfghij"
+        );
+    }
+
+    #[test]
+    fn head_tail_small_input_is_whole() {
+        let mut ht = HeadTail::new(100);
+        ht.push(b"hello ");
+        ht.push(b"world");
+        assert_eq!(ht.render(), "hello world");
+        assert_eq!(ht.cut(), 0);
+    }
+
+    #[test]
+    fn cap_line_marks_the_cut() {
+        assert_eq!(cap_line("abc", 5), "abc");
+        assert_eq!(cap_line("abcdef", 3), "abc... [3 more characters]");
+    }
+}

@@ -1,0 +1,569 @@
+//! Shell commands: foreground runs with a timeout, and background jobs
+//! whose output a model can page through, wait on and write to.
+//!
+//! Every command runs in its own process group, so a timeout or a kill
+//! reaches the grandchildren a shell starts, not just the shell.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::Write;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::HeadTail;
+
+/// How long output is still collected after the shell exits, for processes
+/// it left behind that hold the pipes open.
+const DRAIN_GRACE: Duration = Duration::from_millis(300);
+/// Bytes of a background job's output kept in memory.
+pub const JOB_RING_BYTES: usize = 1024 * 1024;
+/// Bytes of a background job's output written to its log file.
+const JOB_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// Finished jobs kept for process_output and process_list.
+const KEEP_FINISHED: usize = 64;
+/// How long a finished job is kept.
+const KEEP_FINISHED_FOR: Duration = Duration::from_secs(3600);
+
+/// The shell commands run in: bash where the image has it, else sh.
+fn shell() -> &'static str {
+    static SHELL: OnceLock<&'static str> = OnceLock::new();
+    SHELL.get_or_init(|| {
+        if Path::new("/bin/bash").exists() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        }
+    })
+}
+
+/// What to run and where.
+#[derive(Debug, Clone)]
+pub struct CommandSpec {
+    pub command: String,
+    pub cwd: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl CommandSpec {
+    fn to_command(&self) -> Command {
+        let mut cmd = Command::new(shell());
+        cmd.arg("-c")
+            .arg(&self.command)
+            .current_dir(&self.cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .process_group(0);
+        cmd
+    }
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+pub struct ExitInfo {
+    /// Exit code, when the process exited by itself.
+    pub exit_code: Option<i32>,
+    /// Signal number, when a signal ended it.
+    pub signal: Option<i32>,
+}
+
+impl From<ExitStatus> for ExitInfo {
+    fn from(status: ExitStatus) -> Self {
+        ExitInfo {
+            exit_code: status.code(),
+            signal: status.signal(),
+        }
+    }
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.exit_code, self.signal) {
+            (Some(code), _) => write!(f, "exit code {code}"),
+            (None, Some(sig)) => write!(f, "killed by signal {sig} ({})", signal_name(sig)),
+            (None, None) => f.write_str("unknown exit status"),
+        }
+    }
+}
+
+/// Sends `signal` to every process in the group led by `pgid`.
+pub fn kill_group(pgid: u32, signal: i32) -> std::io::Result<()> {
+    let pgid = libc::pid_t::try_from(pgid).map_err(std::io::Error::other)?;
+    // SAFETY: killpg takes plain integers and touches no memory of ours.
+    if unsafe { libc::killpg(pgid, signal) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Signals a model may send, by name.
+pub fn parse_signal(name: &str) -> Option<i32> {
+    let name = name.trim().to_ascii_uppercase();
+    let name = name.strip_prefix("SIG").unwrap_or(&name);
+    Some(match name {
+        "TERM" => libc::SIGTERM,
+        "KILL" => libc::SIGKILL,
+        "INT" => libc::SIGINT,
+        "HUP" => libc::SIGHUP,
+        "QUIT" => libc::SIGQUIT,
+        "USR1" => libc::SIGUSR1,
+        "USR2" => libc::SIGUSR2,
+        "STOP" => libc::SIGSTOP,
+        "CONT" => libc::SIGCONT,
+        _ => return None,
+    })
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        _ => "signal",
+    }
+}
+
+/// The result of a foreground run.
+#[derive(Debug)]
+pub struct Finished {
+    pub exit: Option<ExitInfo>,
+    pub stdout: HeadTail,
+    pub stderr: HeadTail,
+    pub timed_out: bool,
+    pub cancelled: bool,
+    /// Output was still open when the shell exited (it left processes
+    /// behind that hold it); what they print later is not captured.
+    pub output_left_open: bool,
+    pub duration: Duration,
+}
+
+/// Runs `spec` to completion, with stdin from /dev/null, keeping at most
+/// `limit` bytes of each stream. On timeout or cancellation the whole
+/// process group is killed.
+pub async fn run_foreground(
+    spec: &CommandSpec,
+    timeout: Duration,
+    limit: usize,
+    cancel: &CancellationToken,
+) -> std::io::Result<Finished> {
+    let started = Instant::now();
+    let mut child = spec
+        .to_command()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pgid = child.id().unwrap_or(0);
+    let stdout = Arc::new(Mutex::new(HeadTail::new(limit)));
+    let stderr = Arc::new(Mutex::new(HeadTail::new(limit)));
+    let readers = [
+        tokio::spawn(pump(child.stdout.take(), stdout.clone())),
+        tokio::spawn(pump(child.stderr.take(), stderr.clone())),
+    ];
+
+    let (mut timed_out, mut cancelled) = (false, false);
+    let status = tokio::select! {
+        status = child.wait() => Some(status?),
+        () = tokio::time::sleep(timeout) => { timed_out = true; None }
+        () = cancel.cancelled() => { cancelled = true; None }
+    };
+    let status = match status {
+        Some(status) => status,
+        None => {
+            let _ = kill_group(pgid, libc::SIGKILL);
+            child.wait().await?
+        }
+    };
+
+    let mut output_left_open = false;
+    for mut reader in readers {
+        if tokio::time::timeout(DRAIN_GRACE, &mut reader)
+            .await
+            .is_err()
+        {
+            reader.abort();
+            output_left_open = true;
+        }
+    }
+    let take = |buf: Arc<Mutex<HeadTail>>| std::mem::replace(&mut *lock(&buf), HeadTail::new(0));
+    Ok(Finished {
+        exit: Some(status.into()),
+        stdout: take(stdout),
+        stderr: take(stderr),
+        timed_out,
+        cancelled,
+        output_left_open,
+        duration: started.elapsed(),
+    })
+}
+
+/// Copies a stream into a capped buffer until it ends.
+async fn pump(stream: Option<impl AsyncRead + Unpin>, into: Arc<Mutex<HeadTail>>) {
+    let Some(mut stream) = stream else { return };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => lock(&into).push(&buf[..n]),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind;
+    // keep serving rather than poisoning every later call.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A background job's output: the newest bytes in memory, all of them
+/// (up to a cap) in a log file.
+#[derive(Debug)]
+struct Ring {
+    buf: VecDeque<u8>,
+    /// Offset in the whole output of `buf[0]`.
+    start: u64,
+    log: Option<std::fs::File>,
+    logged: u64,
+}
+
+impl Ring {
+    fn end(&self) -> u64 {
+        self.start + self.buf.len() as u64
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        if let Some(log) = &mut self.log {
+            let room = JOB_LOG_BYTES.saturating_sub(self.logged);
+            let n = (bytes.len() as u64).min(room) as usize;
+            if n == 0 || log.write_all(&bytes[..n]).is_err() {
+                let _ = writeln!(
+                    log,
+                    "\n[log file cap reached; further output is only kept in memory]"
+                );
+                self.log = None;
+            }
+            self.logged += n as u64;
+        }
+        self.buf.extend(bytes);
+        let overflow = self.buf.len().saturating_sub(JOB_RING_BYTES);
+        self.buf.drain(..overflow);
+        self.start += overflow as u64;
+    }
+
+    /// Bytes from offset `from` on, at most `max`.
+    fn slice(&self, from: u64, max: usize) -> Vec<u8> {
+        let skip = from.saturating_sub(self.start) as usize;
+        self.buf.iter().skip(skip).take(max).copied().collect()
+    }
+}
+
+/// A command started with `background=true`.
+#[derive(Debug)]
+pub struct Job {
+    pub id: String,
+    pub pid: u32,
+    pub command: String,
+    pub started: SystemTime,
+    pub log_path: PathBuf,
+    output: Mutex<Ring>,
+    exit: Mutex<Option<(ExitInfo, Instant)>>,
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// Bumped on every chunk of output and on exit, to wake waiters.
+    changed: watch::Sender<u64>,
+}
+
+/// A window of a job's output.
+#[derive(Debug, Clone)]
+pub struct OutputChunk {
+    pub text: String,
+    /// The offset the window starts at (later than asked if older output
+    /// has left memory).
+    pub from: u64,
+    /// Offset to pass as `since` next time.
+    pub next: u64,
+    /// Bytes printed in all so far.
+    pub total: u64,
+    /// Bytes between `since` and `from` that are no longer in memory.
+    pub dropped: u64,
+}
+
+impl Job {
+    /// How the job ended, or `None` while it runs.
+    pub fn exit(&self) -> Option<ExitInfo> {
+        lock(&self.exit).map(|(info, _)| info)
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.exit().is_none()
+    }
+
+    /// Bytes printed so far.
+    pub fn total_output(&self) -> u64 {
+        lock(&self.output).end()
+    }
+
+    /// Output from offset `since`, at most `max` bytes, cut at a character
+    /// boundary.
+    pub fn read(&self, since: u64, max: usize) -> OutputChunk {
+        let ring = lock(&self.output);
+        let total = ring.end();
+        let since = since.min(total);
+        let from = since.max(ring.start);
+        let mut bytes = ring.slice(from, max);
+        drop(ring);
+        if from + (bytes.len() as u64) < total {
+            // Do not end inside a multi-byte character; the next read
+            // starts where this one stopped.
+            let valid = match std::str::from_utf8(&bytes) {
+                Ok(_) => bytes.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(),
+                Err(_) => bytes.len(),
+            };
+            bytes.truncate(valid);
+        }
+        OutputChunk {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            from,
+            next: from + bytes.len() as u64,
+            total,
+            dropped: from - since,
+        }
+    }
+
+    /// Waits until output beyond `since` exists, the job exits, or
+    /// `timeout` passes.
+    pub async fn wait_for_output(&self, since: u64, timeout: Duration) {
+        let mut rx = self.changed.subscribe();
+        let _ = tokio::time::timeout(timeout, async {
+            while self.total_output() <= since && self.is_running() {
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Waits until the job exits, or its output from `since` on matches
+    /// `pattern`, or `cancel` fires. Returns the match's text, if any.
+    pub async fn wait_until(
+        &self,
+        since: u64,
+        pattern: Option<&regex::bytes::Regex>,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let mut rx = self.changed.subscribe();
+        let mut scan_from = since;
+        loop {
+            if let Some(re) = pattern {
+                let ring = lock(&self.output);
+                let from = scan_from.max(ring.start);
+                let bytes = ring.slice(from, usize::MAX);
+                let end = ring.end();
+                drop(ring);
+                if let Some(m) = re.find(&bytes) {
+                    return Some(String::from_utf8_lossy(m.as_bytes()).into_owned());
+                }
+                // Rescan the last, unfinished line next time, so a match
+                // split across two chunks of output is still found.
+                let last_newline = bytes.iter().rposition(|&b| b == b'\n');
+                scan_from = last_newline.map_or(from, |i| from + i as u64 + 1).min(end);
+            }
+            if !self.is_running() {
+                return None;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return None },
+                () = cancel.cancelled() => return None,
+            }
+        }
+    }
+
+    /// Writes to the job's stdin; `close` closes it afterwards (EOF).
+    pub async fn write_stdin(&self, data: &[u8], close: bool) -> Result<(), String> {
+        let mut stdin = self.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
+            return Err("stdin of this process is already closed".to_owned());
+        };
+        use tokio::io::AsyncWriteExt;
+        let written = async {
+            pipe.write_all(data).await?;
+            pipe.flush().await
+        }
+        .await;
+        if close || written.is_err() {
+            *stdin = None;
+        }
+        written.map_err(|e| format!("writing to stdin failed: {e}"))
+    }
+
+    /// Sends `signal` to the job's process group.
+    pub fn signal(&self, signal: i32) -> std::io::Result<()> {
+        kill_group(self.pid, signal)
+    }
+}
+
+/// The background jobs of this server.
+#[derive(Debug)]
+pub struct Jobs {
+    log_dir: PathBuf,
+    inner: Mutex<JobsInner>,
+}
+
+#[derive(Debug, Default)]
+struct JobsInner {
+    next_id: u64,
+    jobs: BTreeMap<u64, Arc<Job>>,
+}
+
+impl Jobs {
+    /// Jobs whose logs go to `log_dir` (created if missing).
+    pub fn new(log_dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&log_dir)?;
+        Ok(Jobs {
+            log_dir,
+            inner: Mutex::new(JobsInner::default()),
+        })
+    }
+
+    /// Starts `spec` detached: its own process group, stdin a pipe the
+    /// model can write to, stdout and stderr merged into one output.
+    pub fn spawn(&self, spec: &CommandSpec) -> std::io::Result<Arc<Job>> {
+        let number = {
+            let mut inner = lock(&self.inner);
+            inner.next_id += 1;
+            inner.next_id
+        };
+        let id = format!("p{number}");
+        let log_path = self.log_dir.join(format!("{id}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let mut child: Child = spec
+            .to_command()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let (changed, _) = watch::channel(0);
+        let job = Arc::new(Job {
+            id,
+            pid,
+            command: spec.command.clone(),
+            started: SystemTime::now(),
+            log_path,
+            output: Mutex::new(Ring {
+                buf: VecDeque::new(),
+                start: 0,
+                log: Some(log),
+                logged: 0,
+            }),
+            exit: Mutex::new(None),
+            stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            changed,
+        });
+        let readers = [
+            tokio::spawn(pump_job(child.stdout.take(), job.clone())),
+            tokio::spawn(pump_job(child.stderr.take(), job.clone())),
+        ];
+        let watcher = job.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            for reader in readers {
+                let _ = tokio::time::timeout(DRAIN_GRACE, reader).await;
+            }
+            let info = match status {
+                Ok(status) => status.into(),
+                Err(_) => ExitInfo {
+                    exit_code: None,
+                    signal: None,
+                },
+            };
+            *lock(&watcher.exit) = Some((info, Instant::now()));
+            *watcher.stdin.lock().await = None;
+            watcher.changed.send_modify(|v| *v += 1);
+        });
+        let mut inner = lock(&self.inner);
+        inner.jobs.insert(number, job.clone());
+        prune(&mut inner.jobs);
+        Ok(job)
+    }
+
+    /// The job with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Job>> {
+        let number: u64 = id.trim().strip_prefix('p').unwrap_or(id).parse().ok()?;
+        lock(&self.inner).jobs.get(&number).cloned()
+    }
+
+    /// Every job kept, oldest first.
+    pub fn list(&self) -> Vec<Arc<Job>> {
+        lock(&self.inner).jobs.values().cloned().collect()
+    }
+
+    /// Stops every running job: SIGTERM, then SIGKILL for those still
+    /// running after `grace`.
+    pub async fn shutdown(&self, grace: Duration) {
+        let running: Vec<_> = self.list().into_iter().filter(|j| j.is_running()).collect();
+        for job in &running {
+            let _ = job.signal(libc::SIGTERM);
+        }
+        let deadline = Instant::now() + grace;
+        for job in &running {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut rx = job.changed.subscribe();
+            let _ = tokio::time::timeout(left, async {
+                while job.is_running() && rx.changed().await.is_ok() {}
+            })
+            .await;
+            if job.is_running() {
+                let _ = job.signal(libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Drops the oldest finished jobs beyond the count and age limits.
+fn prune(jobs: &mut BTreeMap<u64, Arc<Job>>) {
+    let finished: Vec<(u64, Instant)> = jobs
+        .iter()
+        .filter_map(|(n, j)| lock(&j.exit).map(|(_, at)| (*n, at)))
+        .collect();
+    let excess = finished.len().saturating_sub(KEEP_FINISHED);
+    for (i, (n, at)) in finished.into_iter().enumerate() {
+        if (i < excess || at.elapsed() > KEEP_FINISHED_FOR)
+            && let Some(job) = jobs.remove(&n)
+        {
+            let _ = std::fs::remove_file(&job.log_path);
+        }
+    }
+}
+
+async fn pump_job(stream: Option<impl AsyncRead + Unpin>, job: Arc<Job>) {
+    let Some(mut stream) = stream else { return };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                lock(&job.output).push(&buf[..n]);
+                job.changed.send_modify(|v| *v += 1);
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The HTTP server: MCP at /mcp, a health check at /health.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{TokenSource, require_bearer};
+use crate::config::ServeConfig;
+use crate::process::Jobs;
+use crate::tools::{State, Tools};
+use crate::workspace::Workspace;
+
+/// Loopback names rmcp accepts in the Host header by default.
+const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// A server bound to its port, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    router: Router,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+}
+
+impl Server {
+    /// Opens the workspace and binds the port, so that errors in the
+    /// configuration show before anything is served.
+    pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        let workspace = Workspace::open(&config.workspace).with_context(|| {
+            format!(
+                "cannot open the workspace folder {} (set --workspace or WORKSPACE_DIR to an existing folder)",
+                config.workspace.display()
+            )
+        })?;
+        let state_dir = config.state_dir();
+        if let Ok(real) = std::fs::canonicalize(&state_dir) {
+            anyhow::ensure!(
+                !real.starts_with(workspace.root()),
+                "the state folder {} lies inside the workspace; choose one outside it with --state-dir",
+                state_dir.display()
+            );
+        }
+        let jobs = Jobs::new(state_dir.join("jobs"))
+            .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
+        let state = Arc::new(State {
+            workspace,
+            jobs,
+            max_read_bytes: config.max_read_bytes,
+        });
+
+        let shutdown = CancellationToken::new();
+        let router = router(config, state.clone(), shutdown.child_token());
+        let addr = SocketAddr::new(config.bind_host(), config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        Ok(Server {
+            listener,
+            router,
+            state,
+            shutdown,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `stop` resolves, then kills the background jobs.
+    pub async fn run(self, stop: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Server {
+            listener,
+            router,
+            state,
+            shutdown,
+        } = self;
+        // Without TCP_NODELAY each small response waits ~40 ms for the
+        // client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let signal = shutdown.clone();
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                stop.await;
+                signal.cancel();
+            })
+            .await
+            .context("server failed")?;
+        state.jobs.shutdown(Duration::from_secs(2)).await;
+        Ok(())
+    }
+}
+
+/// The routes: `/mcp` behind the token check when one is set, `/health` open.
+pub fn router(config: &ServeConfig, state: Arc<State>, shutdown: CancellationToken) -> Router {
+    let mut mcp_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .with_allowed_origins(config.allowed_origins.clone())
+        .enforce_origin_validation();
+    mcp_config = if config.has_token() && config.allowed_hosts.is_empty() {
+        // Sandbox URLs (6060-<id>.e2b.app) are not known in advance; the
+        // token is what guards the server.
+        mcp_config.disable_allowed_hosts()
+    } else {
+        let mut hosts: Vec<String> = LOOPBACK_HOSTS.iter().map(|h| (*h).to_owned()).collect();
+        hosts.extend(config.allowed_hosts.iter().cloned());
+        mcp_config.with_allowed_hosts(hosts)
+    };
+
+    let tools = Tools::new(state);
+    let mcp = StreamableHttpService::new(
+        move || Ok(tools.clone()),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+    let mut mcp_routes = Router::new().nest_service("/mcp", mcp);
+    let token = match (&config.token, &config.token_file) {
+        (Some(token), _) => Some(TokenSource::Fixed(token.clone())),
+        (None, Some(path)) => Some(TokenSource::file(path.clone())),
+        (None, None) => None,
+    };
+    if let Some(token) = token {
+        mcp_routes = mcp_routes.layer(axum::middleware::from_fn_with_state(
+            Arc::new(token),
+            require_bearer,
+        ));
+    }
+    Router::new()
+        .route("/health", get(health))
+        .merge(mcp_routes)
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}

@@ -1,0 +1,208 @@
+//! run_command: shell commands in the foreground or as background jobs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::CallToolResult;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+use crate::process::{CommandSpec, run_foreground};
+
+/// Default time a foreground command may run.
+const DEFAULT_TIMEOUT_MS: u64 = 120_000;
+/// Longest time a foreground command may run.
+const MAX_TIMEOUT_MS: u64 = 600_000;
+/// Bytes kept of each of stdout and stderr; the middle of longer output is cut.
+pub const OUTPUT_LIMIT: usize = 30_000;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RunCommandArgs {
+    /// Shell command line (run with bash, or sh where bash is missing).
+    pub command: String,
+    /// Start it detached and return at once with a process id.
+    #[serde(default)]
+    pub background: bool,
+    /// Kill the command after this many ms (default 120000, max 600000). Foreground only.
+    pub timeout_ms: Option<u64>,
+    /// Working folder, relative to the workspace root (default: the root).
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RunCommandOutput {
+    /// Exit code, when the command exited by itself (foreground).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// Signal that ended the command, if one did (foreground).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+    /// Bytes cut from the middle of stdout and stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_cut_bytes: Option<u64>,
+    /// The command ran past its timeout and its process group was killed.
+    pub timed_out: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Id of a background job, for the process tools.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Process id (and process group id) of a background job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// File that receives a background job's output.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_path: Option<String>,
+}
+
+#[tool_router(router = command_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Run a shell command in the workspace (bash -c; stdin is empty). Returns exit \
+            code, stdout, stderr; a non-zero exit is a normal result. Long output keeps its head and \
+            tail. timeout_ms kills the whole process group. background=true returns at once with an \
+            id for long-running processes such as servers. Not confined to the workspace.",
+        output_schema = schema::<RunCommandOutput>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true)
+    )]
+    pub async fn run_command(
+        &self,
+        Parameters(args): Parameters<RunCommandArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        if args.command.trim().is_empty() {
+            return Err(ToolError::InvalidArgument("command is empty".to_owned()));
+        }
+        let timeout_ms = args.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+        if timeout_ms == 0 || timeout_ms > MAX_TIMEOUT_MS {
+            return Err(ToolError::InvalidArgument(format!(
+                "timeout_ms must be between 1 and {MAX_TIMEOUT_MS}; for longer work use background=true"
+            )));
+        }
+        for (key, value) in &args.env {
+            if key.is_empty() || key.contains(['=', '\0']) || value.contains('\0') {
+                return Err(ToolError::InvalidArgument(format!(
+                    "invalid environment variable name or value: {key:?}"
+                )));
+            }
+        }
+        let ws = &self.state.workspace;
+        let cwd = match &args.cwd {
+            Some(cwd) => ws.resolve(cwd)?,
+            None => ws.root_path(),
+        };
+        let cwd_host = ws.host_path(&cwd);
+        if !cwd_host.is_dir() {
+            return Err(ToolError::NotADirectory(cwd.display()));
+        }
+        let spec = CommandSpec {
+            command: args.command,
+            cwd: cwd_host,
+            env: args.env.into_iter().collect(),
+        };
+        if args.background {
+            return self.start_background(&spec);
+        }
+        let done = run_foreground(
+            &spec,
+            Duration::from_millis(timeout_ms),
+            OUTPUT_LIMIT,
+            &context.ct,
+        )
+        .await
+        .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+
+        let stdout = done.stdout.render();
+        let stderr = done.stderr.render();
+        let exit = done.exit.unwrap_or(crate::process::ExitInfo {
+            exit_code: None,
+            signal: None,
+        });
+        let mut text = String::new();
+        if !stdout.is_empty() {
+            text.push_str(&stdout);
+            if !stdout.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        if !stderr.is_empty() {
+            text.push_str("[stderr]\n");
+            text.push_str(&stderr);
+            if !stderr.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let ms = done.duration.as_millis() as u64;
+        if done.timed_out {
+            text.push_str(&format!(
+                "[timed out after {timeout_ms} ms: the process group was killed]"
+            ));
+        } else if done.cancelled {
+            text.push_str("[cancelled: the process group was killed]");
+        } else {
+            text.push_str(&format!("[{exit}, {ms} ms]"));
+        }
+        if done.output_left_open {
+            text.push_str(
+                "\n[the command left processes running that hold its output open; \
+                 their later output is not captured: use background=true for those]",
+            );
+        }
+        let cut = done.stdout.cut() + done.stderr.cut();
+        let out = RunCommandOutput {
+            exit_code: exit.exit_code,
+            signal: exit.signal,
+            stdout: Some(stdout),
+            stderr: Some(stderr),
+            output_cut_bytes: Some(cut),
+            timed_out: done.timed_out,
+            duration_ms: Some(ms),
+            id: None,
+            pid: None,
+            log_path: None,
+        };
+        Ok(success(text, &out))
+    }
+}
+
+impl Tools {
+    fn start_background(&self, spec: &CommandSpec) -> Result<CallToolResult, ToolError> {
+        let job = self
+            .state
+            .jobs
+            .spawn(spec)
+            .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+        let out = RunCommandOutput {
+            exit_code: None,
+            signal: None,
+            stdout: None,
+            stderr: None,
+            output_cut_bytes: None,
+            timed_out: false,
+            duration_ms: None,
+            id: Some(job.id.clone()),
+            pid: Some(job.pid),
+            log_path: Some(job.log_path.display().to_string()),
+        };
+        let text = format!(
+            "Started background process {} (pid {}). Output goes to {}; read it with \
+             process_output, wait for it with process_wait, stop it with process_kill.",
+            job.id,
+            job.pid,
+            job.log_path.display()
+        );
+        Ok(success(text, &out))
+    }
+}

@@ -1,0 +1,434 @@
+//! File tools: read_file, write_file, list_directory.
+
+use std::io::{BufRead, BufReader, Write};
+
+use cap_std::fs::{OpenOptions, Permissions, PermissionsExt};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+use crate::output::{SNIFF_BYTES, cap_line, looks_binary};
+use crate::workspace::{WorkspacePath, op_error};
+
+/// Lines returned by one read_file call unless `limit` says otherwise.
+const DEFAULT_READ_LINES: usize = 2000;
+/// Characters kept of one line; the rest is cut with a marker.
+const MAX_LINE_CHARS: usize = 2000;
+/// Entries list_directory shows at most.
+const MAX_LIST_ENTRIES: usize = 2000;
+
+fn default_dot() -> String {
+    ".".to_owned()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReadFileArgs {
+    /// File path, relative to the workspace root.
+    pub path: String,
+    /// First line to return, 1-based.
+    pub offset: Option<usize>,
+    /// Most lines to return (default 2000).
+    pub limit: Option<usize>,
+    /// Prefix each line with its number, like `cat -n`. Default: true when
+    /// offset or limit is given, false for a whole-file read.
+    pub line_numbers: Option<bool>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReadFileOutput {
+    pub path: String,
+    /// The lines returned, numbered if asked.
+    pub content: String,
+    /// First line returned (1-based).
+    pub start_line: usize,
+    /// Last line returned (0 when none).
+    pub end_line: usize,
+    pub total_lines: usize,
+    /// More lines follow `end_line`; read them with `offset = end_line + 1`.
+    pub more: bool,
+    /// Size of the file in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file, for edit_file's `expected_sha256`.
+    pub sha256: String,
+    /// The file uses CRLF line endings (shown here without the CR).
+    pub crlf: bool,
+    /// The file is not valid UTF-8; invalid bytes are shown as U+FFFD.
+    pub lossy: bool,
+    /// Lines longer than 2000 characters that were cut.
+    pub cut_lines: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct WriteFileArgs {
+    /// File path, relative to the workspace root. Parent folders are created.
+    pub path: String,
+    /// The whole new content of the file (may be empty).
+    pub content: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WriteFileOutput {
+    pub path: String,
+    pub bytes_written: usize,
+    /// The file did not exist before.
+    pub created: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ListDirectoryArgs {
+    /// Folder path, relative to the workspace root.
+    #[serde(default = "default_dot")]
+    pub path: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ListDirectoryOutput {
+    pub path: String,
+    /// Sorted names; folders end with `/`.
+    pub entries: Vec<String>,
+    /// Entries in the folder, including any not listed.
+    pub total: usize,
+    pub truncated: bool,
+}
+
+#[tool_router(router = files_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Read a text file in the workspace. A whole read returns the content as is; \
+            with offset/limit it returns that line range, numbered. Results say the total \
+            line count and whether more remains. Refuses binary files and whole reads of large files.",
+        output_schema = schema::<ReadFileOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn read_file(&self, Parameters(args): Parameters<ReadFileArgs>) -> ToolResult {
+        let path = self.state.workspace.resolve(&args.path)?;
+        let state = self.state.clone();
+        blocking(move || read_file(&state, &path, &args)).await
+    }
+
+    #[tool(
+        description = "Write a file in the workspace, replacing its content (empty content is \
+            allowed). Creates parent folders, writes atomically, keeps an existing file's mode.",
+        output_schema = schema::<WriteFileOutput>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn write_file(&self, Parameters(args): Parameters<WriteFileArgs>) -> ToolResult {
+        let path = self.state.workspace.resolve(&args.path)?;
+        let state = self.state.clone();
+        blocking(move || {
+            let created = write_atomic(&state.workspace, &path, args.content.as_bytes())?;
+            let out = WriteFileOutput {
+                path: path.display(),
+                bytes_written: args.content.len(),
+                created,
+            };
+            let verb = if created { "Created" } else { "Wrote" };
+            Ok(success(
+                format!("{verb} {} ({} bytes)", out.path, out.bytes_written),
+                &out,
+            ))
+        })
+        .await
+    }
+
+    #[tool(
+        description = "List a folder in the workspace: sorted names, folders marked with a trailing /.",
+        output_schema = schema::<ListDirectoryOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn list_directory(
+        &self,
+        Parameters(args): Parameters<ListDirectoryArgs>,
+    ) -> ToolResult {
+        let path = self.state.workspace.resolve(&args.path)?;
+        let state = self.state.clone();
+        blocking(move || list_directory(&state.workspace, &path)).await
+    }
+}
+
+/// Runs blocking file I/O off the async workers.
+pub(crate) async fn blocking<F>(f: F) -> ToolResult
+where
+    F: FnOnce() -> ToolResult + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ToolError::Failed(format!("internal error: {e}"))))
+}
+
+fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) -> ToolResult {
+    let ws = &state.workspace;
+    let shown = path.display();
+    let file = ws
+        .dir()
+        .open(path.rel())
+        .map_err(|e| op_error("opening", path, e))?;
+    let meta = file.metadata().map_err(|e| op_error("reading", path, e))?;
+    if meta.is_dir() {
+        return Err(ToolError::IsADirectory(shown));
+    }
+    let size = meta.len();
+    let ranged = args.offset.is_some() || args.limit.is_some();
+    if !ranged && size > state.max_read_bytes {
+        return Err(ToolError::TooLarge {
+            path: shown,
+            size,
+            limit: state.max_read_bytes,
+        });
+    }
+    let offset = args.offset.unwrap_or(1);
+    if offset == 0 {
+        return Err(ToolError::InvalidArgument(
+            "offset is 1-based: the first line is offset=1".to_owned(),
+        ));
+    }
+    let limit = args.limit.unwrap_or(DEFAULT_READ_LINES);
+    if limit == 0 {
+        return Err(ToolError::InvalidArgument(
+            "limit must be at least 1".to_owned(),
+        ));
+    }
+    let numbered = args.line_numbers.unwrap_or(ranged);
+
+    let mut reader = BufReader::with_capacity(64 * 1024, file.into_std());
+    let sniff = reader
+        .fill_buf()
+        .map_err(|e| op_error("reading", path, e))?;
+    if looks_binary(&sniff[..sniff.len().min(SNIFF_BYTES)]) {
+        return Err(ToolError::Binary { path: shown, size });
+    }
+
+    // One pass over the file: hash it all, count its lines, keep the window.
+    let mut hasher = Sha256::new();
+    let mut content = String::new();
+    let (mut total_lines, mut end_line, mut cut_lines) = (0usize, 0usize, 0usize);
+    let (mut crlf, mut lossy, mut budget_hit) = (false, false, false);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| op_error("reading", path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&line);
+        total_lines += 1;
+        let in_window = total_lines >= offset && total_lines < offset.saturating_add(limit);
+        if !in_window || budget_hit {
+            continue;
+        }
+        let mut body = line.as_slice();
+        if let Some(rest) = body.strip_suffix(b"\n") {
+            body = rest;
+            if let Some(rest) = body.strip_suffix(b"\r") {
+                body = rest;
+                crlf = true;
+            }
+        }
+        let text = match std::str::from_utf8(body) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => {
+                lossy = true;
+                String::from_utf8_lossy(body)
+            }
+        };
+        let shown_line = cap_line(&text, MAX_LINE_CHARS);
+        if shown_line.len() != text.len() {
+            cut_lines += 1;
+        }
+        if content.len() + shown_line.len() > state.max_read_bytes as usize && end_line > 0 {
+            budget_hit = true;
+            continue;
+        }
+        if numbered {
+            content.push_str(&format!("{total_lines:>6}\t"));
+        }
+        content.push_str(&shown_line);
+        if !numbered && n > body.len() {
+            // Keep the file's own line ending on a whole, plain read.
+            content.push_str(if line.ends_with(b"\r\n") {
+                "\r\n"
+            } else {
+                "\n"
+            });
+        } else if numbered {
+            content.push('\n');
+        }
+        end_line = total_lines;
+    }
+    if offset > total_lines.max(1) {
+        return Err(ToolError::InvalidArgument(format!(
+            "offset {offset} is past the end of {shown}, which has {total_lines} lines"
+        )));
+    }
+    let start_line = if end_line == 0 { 0 } else { offset };
+    let more = end_line < total_lines;
+    let out = ReadFileOutput {
+        path: shown,
+        content,
+        start_line,
+        end_line,
+        total_lines,
+        more,
+        size,
+        sha256: hex(&hasher.finalize()),
+        crlf,
+        lossy,
+        cut_lines,
+    };
+    let mut text = out.content.clone();
+    let mut notes = Vec::new();
+    if more || ranged {
+        notes.push(format!(
+            "lines {}-{} of {}",
+            out.start_line, out.end_line, out.total_lines
+        ));
+    }
+    if more {
+        notes.push(format!(
+            "more remains: read on with offset={}",
+            out.end_line + 1
+        ));
+    }
+    if lossy {
+        notes.push("not valid UTF-8: invalid bytes shown as U+FFFD".to_owned());
+    }
+    if crlf && numbered {
+        notes.push("file uses CRLF line endings".to_owned());
+    }
+    if cut_lines > 0 {
+        notes.push(format!(
+            "{cut_lines} long lines cut at {MAX_LINE_CHARS} characters"
+        ));
+    }
+    if size == 0 {
+        notes.push("file is empty".to_owned());
+    }
+    if !notes.is_empty() {
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(&format!("[{}]", notes.join("; ")));
+    }
+    Ok(success(text, &out))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same
+/// folder, flushed to disk, then renamed over the target. Keeps an
+/// existing file's mode. Returns whether the file is new.
+pub(crate) fn write_atomic(
+    ws: &crate::workspace::Workspace,
+    path: &WorkspacePath,
+    bytes: &[u8],
+) -> Result<bool, ToolError> {
+    let dir = ws.dir();
+    let shown = path.display();
+    let Some(name) = path.file_name() else {
+        return Err(ToolError::IsADirectory(shown));
+    };
+    let existing = match dir.metadata(path.rel()) {
+        Ok(meta) if meta.is_dir() => return Err(ToolError::IsADirectory(shown)),
+        Ok(meta) => Some(meta.permissions()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(op_error("checking", path, e)),
+    };
+    let parent = path.parent().unwrap_or_else(|| ws.root_path());
+    dir.create_dir_all(parent.rel())
+        .map_err(|e| op_error("creating the folders of", path, e))?;
+
+    let tmp = parent.rel().join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        random_suffix()
+    ));
+    let write = || -> std::io::Result<()> {
+        let mut file = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
+        file.write_all(bytes)?;
+        if let Some(perms) = &existing {
+            file.set_permissions(perms.clone())?;
+        } else {
+            file.set_permissions(Permissions::from_mode(0o644))?;
+        }
+        file.sync_all()?;
+        dir.rename(&tmp, dir, path.rel())
+    };
+    write().map_err(|e| {
+        let _ = dir.remove_file(&tmp);
+        op_error("writing", path, e)
+    })?;
+    Ok(existing.is_none())
+}
+
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    format!("{:016x}", h.finish())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn list_directory(ws: &crate::workspace::Workspace, path: &WorkspacePath) -> ToolResult {
+    let shown = path.display();
+    let meta = ws
+        .dir()
+        .metadata(path.rel())
+        .map_err(|e| op_error("reading", path, e))?;
+    if !meta.is_dir() {
+        return Err(ToolError::NotADirectory(shown));
+    }
+    let mut entries = Vec::new();
+    for entry in ws
+        .dir()
+        .read_dir(path.rel())
+        .map_err(|e| op_error("listing", path, e))?
+    {
+        let entry = entry.map_err(|e| op_error("listing", path, e))?;
+        let mut name = entry.file_name().to_string_lossy().into_owned();
+        let is_dir = match entry.file_type() {
+            Ok(t) if t.is_dir() => true,
+            // A symlink to a folder inside the workspace lists as a folder.
+            Ok(t) if t.is_symlink() => ws
+                .dir()
+                .metadata(path.rel().join(entry.file_name()))
+                .is_ok_and(|m| m.is_dir()),
+            _ => false,
+        };
+        if is_dir {
+            name.push('/');
+        }
+        entries.push(name);
+    }
+    entries.sort();
+    let total = entries.len();
+    let truncated = total > MAX_LIST_ENTRIES;
+    entries.truncate(MAX_LIST_ENTRIES);
+    let mut text = if entries.is_empty() {
+        format!("{shown} is empty")
+    } else {
+        entries.join("\n")
+    };
+    if truncated {
+        text.push_str(&format!(
+            "\n[{MAX_LIST_ENTRIES} of {total} entries shown; use search_files to narrow down]"
+        ));
+    }
+    let out = ListDirectoryOutput {
+        path: shown,
+        entries,
+        total,
+        truncated,
+    };
+    Ok(success(text, &out))
+}

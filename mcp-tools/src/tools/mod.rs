@@ -1,0 +1,124 @@
+//! The MCP tools, one file per family, and the server handler that lists
+//! and calls them.
+
+mod command;
+mod files;
+mod search;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
+    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
+    ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler};
+use serde::Serialize;
+
+use crate::process::Jobs;
+use crate::workspace::Workspace;
+
+/// What every tool call shares: the workspace, the background jobs, limits.
+#[derive(Debug)]
+pub struct State {
+    pub workspace: Workspace,
+    pub jobs: Jobs,
+    /// Largest file read_file returns whole.
+    pub max_read_bytes: u64,
+}
+
+/// The MCP server handler. Cheap to clone: one per session.
+#[derive(Clone)]
+pub struct Tools {
+    state: Arc<State>,
+    router: Arc<ToolRouter<Tools>>,
+}
+
+impl Tools {
+    pub fn new(state: Arc<State>) -> Self {
+        let router = Self::files_router() + Self::command_router() + Self::search_router();
+        Tools {
+            state,
+            router: Arc::new(router),
+        }
+    }
+}
+
+const INSTRUCTIONS: &str = "Tools to work in a sandbox: read, write and list files in the \
+workspace, search file names, and run shell commands. Paths are relative to the workspace \
+root; file tools refuse paths outside it.";
+
+impl ServerHandler for Tools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("mcp-tools", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS.to_owned())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, rmcp::ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.router.list_all()))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.router.get(name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, rmcp::ErrorData> {
+        let started = Instant::now();
+        let name = request.name.clone();
+        let known = self.router.has_route(&name);
+        let result = self
+            .router
+            .call(ToolCallContext::new(self, request, context))
+            .await;
+        // Arguments that do not fit the schema are the model's to fix: give
+        // them back as a tool error it can read, not a protocol fault.
+        let result = match result {
+            Err(err) if known && err.code == ErrorCode::INVALID_PARAMS => {
+                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "Error: invalid arguments: {}",
+                    err.message
+                ))])
+                .into())
+            }
+            other => other,
+        };
+        let outcome = match &result {
+            Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
+            Ok(_) => "ok",
+            Err(_) => "protocol_error",
+        };
+        tracing::info!(
+            tool = %name,
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            outcome,
+            "tool call"
+        );
+        result
+    }
+}
+
+/// A successful tool result: `text` for the model to read, `data` as the
+/// structured content matching the tool's output schema.
+pub(crate) fn success<T: Serialize>(text: String, data: &T) -> CallToolResult {
+    let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+    result.structured_content = serde_json::to_value(data).ok();
+    result
+}
+
+/// The output schema of a tool, from the type of its structured content.
+pub(crate) fn schema<T: schemars::JsonSchema + 'static>() -> Arc<JsonObject> {
+    rmcp::handler::server::common::schema_for_output::<T>()
+}

@@ -1,0 +1,162 @@
+//! search_files: find files by name with a glob, the way `rg --files -g` does.
+
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use ignore::overrides::OverrideBuilder;
+use ignore::{WalkBuilder, WalkState};
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::files::blocking;
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+
+/// Files search_files returns unless `limit` says otherwise.
+const DEFAULT_FILE_LIMIT: usize = 500;
+const MAX_FILE_LIMIT: usize = 10_000;
+
+fn default_dot() -> String {
+    ".".to_owned()
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SearchFilesArgs {
+    /// Glob over file paths, e.g. `*.rs`, `src/**/test_*.py`, `!*.min.js`. A glob
+    /// without `/` matches the file name at any depth.
+    pub pattern: String,
+    /// Folder to search, relative to the workspace root.
+    #[serde(default = "default_dot")]
+    pub path: String,
+    /// Most files to return (default 500).
+    pub limit: Option<usize>,
+    /// Also search hidden files and folders (names starting with `.`).
+    #[serde(default)]
+    pub hidden: bool,
+    /// Also search files that .gitignore/.ignore exclude.
+    #[serde(default)]
+    pub no_ignore: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SearchFilesOutput {
+    /// Matching files relative to `path`, newest-modified first.
+    pub files: Vec<String>,
+    /// Matching files found, including any not returned.
+    pub total: usize,
+    pub truncated: bool,
+}
+
+#[tool_router(router = search_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Find files by glob (e.g. `*.rs`, `src/**/*.py`) under a folder. Honours \
+            .gitignore and skips hidden files unless asked. Returns paths newest-modified first.",
+        output_schema = schema::<SearchFilesOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn search_files(
+        &self,
+        Parameters(args): Parameters<SearchFilesArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let ws = &self.state.workspace;
+        let base = ws.resolve(&args.path)?;
+        let root = ws.host_path(&base);
+        if !root.is_dir() {
+            return Err(if root.exists() {
+                ToolError::NotADirectory(base.display())
+            } else {
+                ToolError::NotFound(base.display())
+            });
+        }
+        let limit = args.limit.unwrap_or(DEFAULT_FILE_LIMIT);
+        if limit == 0 || limit > MAX_FILE_LIMIT {
+            return Err(ToolError::InvalidArgument(format!(
+                "limit must be between 1 and {MAX_FILE_LIMIT}"
+            )));
+        }
+        let mut globs = OverrideBuilder::new(&root);
+        globs
+            .add(&args.pattern)
+            .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?;
+        let globs = globs
+            .build()
+            .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?;
+        let cancel = context.ct.clone();
+        blocking(move || {
+            let found = Mutex::new(Vec::<(SystemTime, String)>::new());
+            WalkBuilder::new(&root)
+                .overrides(globs)
+                .hidden(!args.hidden)
+                .git_ignore(!args.no_ignore)
+                .git_global(false)
+                .git_exclude(!args.no_ignore)
+                .ignore(!args.no_ignore)
+                .parents(!args.no_ignore)
+                .require_git(false)
+                .build_parallel()
+                .run(|| {
+                    let found = &found;
+                    let root = &root;
+                    let cancel = &cancel;
+                    Box::new(move |entry| {
+                        if cancel.is_cancelled() {
+                            return WalkState::Quit;
+                        }
+                        let Ok(entry) = entry else {
+                            return WalkState::Continue;
+                        };
+                        if !entry.file_type().is_some_and(|t| t.is_file()) {
+                            return WalkState::Continue;
+                        }
+                        let mtime = entry
+                            .metadata()
+                            .ok()
+                            .and_then(|m| m.modified().ok())
+                            .unwrap_or(SystemTime::UNIX_EPOCH);
+                        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
+                        let rel = rel.to_string_lossy().into_owned();
+                        found
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push((mtime, rel));
+                        WalkState::Continue
+                    })
+                });
+            if cancel.is_cancelled() {
+                return Err(ToolError::Failed("cancelled".to_owned()));
+            }
+            let mut found = found
+                .into_inner()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            found.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            let total = found.len();
+            let files: Vec<String> = found.into_iter().take(limit).map(|(_, p)| p).collect();
+            let truncated = total > files.len();
+            let mut text = if files.is_empty() {
+                format!("No files match {}", args.pattern)
+            } else {
+                files.join("\n")
+            };
+            if truncated {
+                text.push_str(&format!(
+                    "\n[{} of {total} files shown, newest first; narrow the pattern or raise limit]",
+                    files.len()
+                ));
+            }
+            Ok(success(
+                text,
+                &SearchFilesOutput {
+                    files,
+                    total,
+                    truncated,
+                },
+            ))
+        })
+        .await
+    }
+}

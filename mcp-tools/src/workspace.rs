@@ -1,0 +1,280 @@
+//! Path confinement: every path a tool touches lies inside the workspace.
+//!
+//! Two locks, because one is not enough:
+//! - [`Workspace::resolve`] checks a path given by a model lexically (no NUL,
+//!   no `..` above the root, no absolute path elsewhere) and resolves the
+//!   symlinks on it, refusing any that lead outside. Its result, a
+//!   [`WorkspacePath`], is the only way the tools name a file.
+//! - Every file operation then goes through a `cap_std::fs::Dir` opened on
+//!   the root, which resolves the path again at the moment of the operation
+//!   (with `openat2(RESOLVE_BENEATH)` where the kernel has it). A symlink
+//!   planted between the check and the write is refused there.
+//!
+//! `run_command` is a shell and is not confined by this: the sandbox itself
+//! is the boundary for commands.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
+
+use crate::error::ToolError;
+
+/// The folder the tools work in, opened once at start.
+#[derive(Debug)]
+pub struct Workspace {
+    root: PathBuf,
+    dir: Dir,
+}
+
+/// A path inside the workspace, relative to its root, with every symlink
+/// on its existing part resolved. Only [`Workspace::resolve`] makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspacePath {
+    rel: PathBuf,
+}
+
+impl WorkspacePath {
+    /// The path relative to the workspace root (`.` for the root itself).
+    pub fn rel(&self) -> &Path {
+        &self.rel
+    }
+
+    /// True for the workspace root.
+    pub fn is_root(&self) -> bool {
+        self.rel == Path::new(".")
+    }
+
+    /// How the path is shown to a model: relative to the root.
+    pub fn display(&self) -> String {
+        self.rel.to_string_lossy().into_owned()
+    }
+
+    /// The parent folder, or `None` for the root.
+    pub fn parent(&self) -> Option<WorkspacePath> {
+        if self.is_root() {
+            return None;
+        }
+        let parent = self.rel.parent().filter(|p| !p.as_os_str().is_empty());
+        Some(WorkspacePath {
+            rel: parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf),
+        })
+    }
+
+    /// The last component of the path.
+    pub fn file_name(&self) -> Option<&std::ffi::OsStr> {
+        if self.is_root() {
+            None
+        } else {
+            self.rel.file_name()
+        }
+    }
+}
+
+impl Workspace {
+    /// Opens `root`, which must be an existing folder.
+    pub fn open(root: &Path) -> io::Result<Self> {
+        let root = std::fs::canonicalize(root)?;
+        let dir = Dir::open_ambient_dir(&root, ambient_authority())?;
+        Ok(Workspace { root, dir })
+    }
+
+    /// The absolute, canonical root folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The capability every file operation goes through.
+    pub fn dir(&self) -> &Dir {
+        &self.dir
+    }
+
+    /// The absolute path of `path` on this machine, for code that cannot
+    /// go through [`Workspace::dir`] (the directory walker, a command's
+    /// working folder).
+    pub fn host_path(&self, path: &WorkspacePath) -> PathBuf {
+        if path.is_root() {
+            self.root.clone()
+        } else {
+            self.root.join(&path.rel)
+        }
+    }
+
+    /// The root as a [`WorkspacePath`].
+    pub fn root_path(&self) -> WorkspacePath {
+        WorkspacePath {
+            rel: PathBuf::from("."),
+        }
+    }
+
+    /// Checks a path given by a model and resolves it inside the workspace.
+    ///
+    /// Relative paths are relative to the root; absolute paths must lie
+    /// inside it. The path need not exist: its missing tail is kept as
+    /// written, after its existing head has been resolved.
+    pub fn resolve(&self, input: &str) -> Result<WorkspacePath, ToolError> {
+        let outside = |reason| ToolError::OutsideWorkspace {
+            path: input.to_owned(),
+            reason,
+            root: self.root.display().to_string(),
+        };
+        if input.contains('\0') {
+            return Err(ToolError::InvalidArgument(
+                "path contains a NUL byte".to_owned(),
+            ));
+        }
+        let given = Path::new(input);
+        let relative = if given.is_absolute() {
+            given
+                .strip_prefix(&self.root)
+                .map_err(|_| outside("an absolute path elsewhere on the machine"))?
+        } else {
+            given
+        };
+
+        let mut lexical = PathBuf::new();
+        for component in relative.components() {
+            match component {
+                Component::Normal(part) => lexical.push(part),
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if !lexical.pop() {
+                        return Err(outside("'..' leads above the workspace root"));
+                    }
+                }
+                Component::RootDir | Component::Prefix(_) => {
+                    return Err(outside("an absolute path elsewhere on the machine"));
+                }
+            }
+        }
+        if lexical.as_os_str().is_empty() {
+            return Ok(self.root_path());
+        }
+
+        // Resolve symlinks on the longest existing head of the path; cap-std
+        // refuses any that lead outside the root.
+        let mut head = lexical.as_path();
+        let mut tail = Vec::new();
+        loop {
+            match self.dir.canonicalize(head) {
+                Ok(real) => {
+                    let mut rel = real;
+                    rel.extend(tail.iter().rev());
+                    if rel.as_os_str().is_empty() {
+                        return Ok(self.root_path());
+                    }
+                    return Ok(WorkspacePath { rel });
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotFound => {
+                    let Some(name) = head.file_name() else {
+                        return Ok(WorkspacePath { rel: lexical });
+                    };
+                    tail.push(name.to_owned());
+                    head = head.parent().unwrap_or(Path::new(""));
+                    if head.as_os_str().is_empty() {
+                        return Ok(WorkspacePath { rel: lexical });
+                    }
+                }
+                Err(err) if err.kind() == io::ErrorKind::NotADirectory => {
+                    return Err(ToolError::NotADirectory(head.display().to_string()));
+                }
+                Err(err) if err.kind() == io::ErrorKind::PermissionDenied => {
+                    return Err(self.symlink_refusal(input, head, err));
+                }
+                Err(err) => return Err(ToolError::io("resolving", input, err)),
+            }
+        }
+    }
+
+    /// Explains why cap-std refused `head`: a symlink that leaves the root,
+    /// or an absolute one (which cap-std never follows, even into the root).
+    fn symlink_refusal(&self, input: &str, head: &Path, err: io::Error) -> ToolError {
+        let full = self.root.join(head);
+        let real = full.ancestors().find_map(|p| std::fs::canonicalize(p).ok());
+        let reason = match real {
+            Some(real) if real.starts_with(&self.root) => {
+                "a symlink on it is absolute; only relative symlinks are followed"
+            }
+            Some(_) => "a symlink on it points outside the workspace",
+            None => return ToolError::io("resolving", input, err),
+        };
+        ToolError::OutsideWorkspace {
+            path: input.to_owned(),
+            reason,
+            root: self.root.display().to_string(),
+        }
+    }
+}
+
+/// Maps an I/O error from an operation on a [`WorkspacePath`]. cap-std
+/// reports a symlink swapped in after [`Workspace::resolve`] as permission
+/// denied; say plainly that the workspace boundary refused it.
+pub fn op_error(action: &'static str, path: &WorkspacePath, err: io::Error) -> ToolError {
+    if err.kind() == io::ErrorKind::PermissionDenied && err.to_string().contains("outside") {
+        return ToolError::OutsideWorkspace {
+            path: path.display(),
+            reason: "a symlink on it points outside the workspace",
+            root: String::from("the workspace"),
+        };
+    }
+    ToolError::io(action, &path.display(), err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ws() -> (tempfile::TempDir, Workspace) {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir(tmp.path().join("a")).unwrap();
+        std::fs::write(tmp.path().join("a/f.txt"), "x").unwrap();
+        let ws = Workspace::open(tmp.path()).unwrap();
+        (tmp, ws)
+    }
+
+    #[test]
+    fn relative_and_absolute_inside_resolve_to_the_same_path() {
+        let (_tmp, ws) = ws();
+        let abs = ws.root().join("a/f.txt");
+        assert_eq!(
+            ws.resolve("a/./f.txt").unwrap(),
+            ws.resolve(abs.to_str().unwrap()).unwrap()
+        );
+        assert_eq!(ws.resolve("a/../a/f.txt").unwrap().display(), "a/f.txt");
+        assert!(ws.resolve("").unwrap().is_root());
+        assert!(ws.resolve("a/..").unwrap().is_root());
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        let (_tmp, ws) = ws();
+        for bad in ["..", "../etc/passwd", "a/../../x", "/etc/hostname"] {
+            assert!(
+                matches!(ws.resolve(bad), Err(ToolError::OutsideWorkspace { .. })),
+                "{bad} was not refused"
+            );
+        }
+        assert!(matches!(
+            ws.resolve("a\0b"),
+            Err(ToolError::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn symlinks_out_are_refused_and_in_are_followed() {
+        let (_tmp, ws) = ws();
+        std::os::unix::fs::symlink("/etc", ws.root().join("out")).unwrap();
+        std::os::unix::fs::symlink("a", ws.root().join("in")).unwrap();
+        assert!(matches!(
+            ws.resolve("out/hostname"),
+            Err(ToolError::OutsideWorkspace { .. })
+        ));
+        assert!(matches!(
+            ws.resolve("out/new/file"),
+            Err(ToolError::OutsideWorkspace { .. })
+        ));
+        assert_eq!(ws.resolve("in/f.txt").unwrap().display(), "a/f.txt");
+        assert_eq!(ws.resolve("in/new/g").unwrap().display(), "a/new/g");
+    }
+}
