@@ -79,6 +79,12 @@ pub struct ServeConfig {
     #[arg(long, env = "MCP_MAX_READ_BYTES", default_value_t = 256 * 1024)]
     pub max_read_bytes: u64,
 
+    /// Write the address the server listens on (e.g. 127.0.0.1:41234) to
+    /// this file once it accepts connections; for supervisors that start
+    /// it with --port 0.
+    #[arg(long, env = "MCP_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
     #[arg(long, env = "MCP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

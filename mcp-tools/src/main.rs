@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Parser;
 use mcp_tools::config::{Cli, Command, ServeConfig};
 use mcp_tools::server::Server;
@@ -63,6 +64,13 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         auth = if config.has_token() { "bearer token" } else { "none" },
         "listening on http://{addr}/mcp"
     );
+    if let Some(path) = &config.addr_file {
+        // Write then rename, so a reader never sees half an address.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .with_context(|| format!("cannot write the address file {}", path.display()))?;
+    }
     server.run(shutdown_signal()).await
 }
 
