@@ -10,6 +10,7 @@ pub mod config;
 pub mod error;
 pub mod health;
 pub mod init;
+pub mod jsonrpc;
 pub mod output;
 pub mod process;
 pub mod server;

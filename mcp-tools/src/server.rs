@@ -123,7 +123,9 @@ pub fn router(config: &ServeConfig, state: Arc<State>, shutdown: CancellationTok
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
-    let mut mcp_routes = Router::new().nest_service("/mcp", mcp);
+    let mut mcp_routes = Router::new()
+        .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn(crate::jsonrpc::reject_malformed));
     let token = match (&config.token, &config.token_file) {
         (Some(token), _) => Some(TokenSource::Fixed(token.clone())),
         (None, Some(path)) => Some(TokenSource::file(path.clone())),

@@ -11,9 +11,8 @@ use std::time::Instant;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode,
-    Implementation, JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
-    ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -78,23 +77,12 @@ impl ServerHandler for Tools {
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         let started = Instant::now();
         let name = request.name.clone();
-        let known = self.router.has_route(&name);
+        // Arguments that do not fit the schema come back from rmcp as tool
+        // errors the model can read and fix, not as protocol faults.
         let result = self
             .router
             .call(ToolCallContext::new(self, request, context))
             .await;
-        // Arguments that do not fit the schema are the model's to fix: give
-        // them back as a tool error it can read, not a protocol fault.
-        let result = match result {
-            Err(err) if known && err.code == ErrorCode::INVALID_PARAMS => {
-                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "Error: invalid arguments: {}",
-                    err.message
-                ))])
-                .into())
-            }
-            other => other,
-        };
         let outcome = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
             Ok(_) => "ok",

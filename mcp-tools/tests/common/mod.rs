@@ -1,0 +1,205 @@
+//! Starts the real mcp-tools binary on an ephemeral port and talks MCP to it.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::Value;
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// A running mcp-tools with its own workspace and state folder.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    pub token: Option<String>,
+    pub workspace: PathBuf,
+    pub state_dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+#[derive(Default)]
+pub struct Options {
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub extra_args: Vec<String>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(Options::default())
+    }
+
+    pub fn with_token(token: &str) -> Server {
+        Server::start_with(Options {
+            token: Some(token.to_owned()),
+            ..Options::default()
+        })
+    }
+
+    pub fn start_with(opts: Options) -> Server {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let workspace = tmp.path().join("workspace");
+        let state_dir = tmp.path().join("state");
+        std::fs::create_dir(&workspace).unwrap();
+        let addr_file = tmp.path().join("addr");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mcp-tools"));
+        cmd.arg("--port")
+            .arg("0")
+            .arg("--workspace")
+            .arg(&workspace)
+            .arg("--state-dir")
+            .arg(&state_dir)
+            .arg("--addr-file")
+            .arg(&addr_file)
+            .args(&opts.extra_args)
+            .env_remove("MCP_AUTH_TOKEN")
+            .env_remove("RUST_LOG")
+            .env("MCP_LOG_LEVEL", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(token) = &opts.token {
+            cmd.arg("--token").arg(token);
+        }
+        if let Some(path) = &opts.token_file {
+            cmd.arg("--token-file").arg(path);
+        }
+        let child = cmd.spawn().expect("start mcp-tools");
+        let started = Instant::now();
+        let addr = loop {
+            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+                break addr;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "mcp-tools did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        Server {
+            child,
+            addr,
+            token: opts.token,
+            workspace,
+            state_dir,
+            _tmp: tmp,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.workspace.join(rel)
+    }
+
+    /// An MCP client session, with the server's token if it has one.
+    pub async fn client(&self) -> Client {
+        self.client_with_token(self.token.as_deref()).await
+    }
+
+    pub async fn client_with_token(&self, token: Option<&str>) -> Client {
+        let mut config = StreamableHttpClientTransportConfig::with_uri(self.url());
+        if let Some(token) = token {
+            config = config.auth_header(token.to_owned());
+        }
+        let transport = StreamableHttpClientTransport::from_config(config);
+        ().serve(transport).await.expect("MCP initialize")
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait for mcp-tools")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Calls a tool; panics on a protocol error (tool errors come back as results).
+pub async fn call(client: &Client, tool: &str, args: Value) -> CallToolResult {
+    let Value::Object(args) = args else {
+        panic!("tool arguments must be an object")
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{tool} failed at the protocol level: {e}"))
+}
+
+/// The text of a result's first content block.
+pub fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The structured content of a successful result.
+pub fn ok(result: &CallToolResult) -> Value {
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "expected success, got error: {}",
+        text(result)
+    );
+    result
+        .structured_content
+        .clone()
+        .expect("structured content")
+}
+
+/// The message of a tool error.
+pub fn err(result: &CallToolResult) -> String {
+    assert_eq!(
+        result.is_error,
+        Some(true),
+        "expected a tool error, got: {}",
+        text(result)
+    );
+    text(result)
+}
+
+/// True while a process with this pid exists (and is not a zombie).
+pub fn alive(pid: i32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name in parentheses.
+    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+    !state.starts_with('Z')
+}
+
+/// Waits up to `timeout` for `cond` to hold.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+pub fn write(path: &Path, content: &str) {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).unwrap();
+    }
+    std::fs::write(path, content).unwrap();
+}
