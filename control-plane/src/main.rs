@@ -1,6 +1,41 @@
-//! The control plane: creates, tracks and deletes sandboxes. Not built yet.
+//! `control-plane`: the sandbox service (`serve`) and its command-line client.
+
+use clap::Parser;
+use control_plane::cli::{Cli, Command};
 
 fn main() {
-    eprintln!("control-plane: not implemented yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match cli.command {
+        Command::Serve(config) => {
+            init_logging(&config.log_level);
+            match runtime.block_on(control_plane::serve(*config)) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    1
+                }
+            }
+        }
+        _ => runtime.block_on(control_plane::cli::run_client(cli)),
+    };
+    // Dropping the runtime would wait for stray blocking tasks (stdin reads).
+    runtime.shutdown_background();
+    std::process::exit(code);
+}
+
+fn init_logging(filter: &str) {
+    // rmcp logs every session at info; only its problems matter here.
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("rmcp=warn,{filter}"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

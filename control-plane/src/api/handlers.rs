@@ -1,0 +1,257 @@
+//! One function per endpoint: unpack the request, call the [`Manager`], wrap
+//! the answer. The `#[utoipa::path]` attributes make the OpenAPI document.
+//!
+//! [`Manager`]: crate::manager::Manager
+
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+
+use super::{ApiJson, AppState};
+use crate::error::{Error, Result};
+use crate::manager::{Caller, ListQuery};
+use crate::model::*;
+
+#[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
+pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        provider: state.manager.provider().name().into(),
+    })
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/create", request_body = CreateSandboxRequest,
+    responses(
+        (status = 200, description = "Created and running", body = SandboxInfo),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 409, description = "Too many running sandboxes", body = ErrorResponse),
+        (status = 502, body = ErrorResponse),
+    )
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<CreateSandboxRequest>,
+) -> Result<Json<SandboxInfo>> {
+    Ok(Json(state.manager.create(&caller, req).await?))
+}
+
+#[utoipa::path(
+    get, path = "/sandboxes",
+    params(
+        ("user_id" = Option<String>, Query, description = "Only this user's sandboxes"),
+        ("state" = Option<String>, Query, description = "creating, running or paused"),
+        ("metadata.KEY" = Option<String>, Query, description = "Only sandboxes whose metadata KEY has this value (repeatable with different keys)"),
+        ("limit" = Option<usize>, Query, description = "Page size, 1..=1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
+    ),
+    responses((status = 200, body = ListResponse), (status = 400, body = ErrorResponse))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<ListResponse>> {
+    let mut q = ListQuery::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "user_id" => q.user_id = Some(v),
+            "state" => {
+                q.state = Some(SandboxState::parse(&v).ok_or_else(|| {
+                    Error::BadRequest("state must be creating, running or paused".into())
+                })?)
+            }
+            "limit" => {
+                q.limit = Some(
+                    v.parse()
+                        .map_err(|_| Error::BadRequest("limit must be a number".into()))?,
+                )
+            }
+            "cursor" => q.cursor = Some(v),
+            _ => match k.strip_prefix("metadata.") {
+                Some(key) if !key.is_empty() => q.metadata.push((key.to_string(), v)),
+                _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
+            },
+        }
+    }
+    Ok(Json(state.manager.list(&caller, q).await?))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/connect", request_body = SandboxIdRequest,
+    responses(
+        (status = 200, description = "Running (resumed if it was paused); expiry pushed forward", body = LifecycleResponse),
+        (status = 404, body = ErrorResponse), (status = 502, body = ErrorResponse),
+    )
+)]
+pub async fn connect(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<SandboxIdRequest>,
+) -> Result<Json<LifecycleResponse>> {
+    let sandbox = state.manager.connect(&caller, &req.sandbox_id).await?;
+    Ok(Json(LifecycleResponse {
+        success: true,
+        sandbox,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/run-command", request_body = RunCommandRequest,
+    responses(
+        (status = 200, description = "The command ran (see exit_code) or started in the background", body = RunCommandResponse),
+        (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse),
+        (status = 409, description = "The sandbox is not running", body = ErrorResponse),
+        (status = 502, body = ErrorResponse), (status = 504, body = ErrorResponse),
+    )
+)]
+pub async fn run_command(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<RunCommandRequest>,
+) -> Result<Json<RunCommandResponse>> {
+    Ok(Json(state.manager.run_command(&caller, req).await?))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/expose-port", request_body = ExposePortRequest,
+    responses((status = 200, body = ExposePortResponse), (status = 404, body = ErrorResponse))
+)]
+pub async fn expose_port(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<ExposePortRequest>,
+) -> Result<Json<ExposePortResponse>> {
+    let url = state
+        .manager
+        .expose_port(&caller, &req.sandbox_id, req.port)?;
+    Ok(Json(ExposePortResponse { url }))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/write-file", request_body = FileOperationRequest,
+    responses(
+        (status = 200, body = FileOperationResponse), (status = 400, body = ErrorResponse),
+        (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
+    )
+)]
+pub async fn write_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<FileOperationRequest>,
+) -> Result<Json<FileOperationResponse>> {
+    state.manager.write_file(&caller, req).await?;
+    Ok(Json(FileOperationResponse {
+        content: None,
+        success: true,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/read-file", request_body = FileOperationRequest,
+    responses(
+        (status = 200, body = FileOperationResponse), (status = 400, body = ErrorResponse),
+        (status = 404, body = ErrorResponse), (status = 409, body = ErrorResponse),
+    )
+)]
+pub async fn read_file(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<FileOperationRequest>,
+) -> Result<Json<FileOperationResponse>> {
+    let content = state.manager.read_file(&caller, req).await?;
+    Ok(Json(FileOperationResponse {
+        content: Some(content),
+        success: true,
+    }))
+}
+
+#[utoipa::path(
+    get, path = "/sandboxes/{id}/status", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "`status` and `sandbox_id`, as in the original server, and the rest", body = SandboxInfo),
+        (status = 404, body = ErrorResponse),
+    )
+)]
+pub async fn status(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxInfo>> {
+    Ok(Json(state.manager.status(&caller, &id).await?))
+}
+
+#[utoipa::path(
+    delete, path = "/sandboxes/{id}", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = DeleteResponse),
+        (status = 404, description = "Unknown, or already deleted", body = ErrorResponse),
+    )
+)]
+pub async fn delete_sandbox(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<DeleteResponse>> {
+    state.manager.delete(&caller, &id).await?;
+    Ok(Json(DeleteResponse { success: true }))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/{id}/timeout", params(("id" = String, Path)),
+    request_body = SetTimeoutRequest,
+    responses((status = 200, body = SandboxInfo), (status = 400, body = ErrorResponse), (status = 404, body = ErrorResponse))
+)]
+pub async fn set_timeout(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetTimeoutRequest>,
+) -> Result<Json<SandboxInfo>> {
+    Ok(Json(
+        state
+            .manager
+            .set_timeout(&caller, &id, req.timeout_secs)
+            .await?,
+    ))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/{id}/pause", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = LifecycleResponse), (status = 404, body = ErrorResponse),
+        (status = 409, description = "Not running", body = ErrorResponse),
+        (status = 501, description = "The provider cannot pause", body = ErrorResponse),
+    )
+)]
+pub async fn pause(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<LifecycleResponse>> {
+    let sandbox = state.manager.pause(&caller, &id).await?;
+    Ok(Json(LifecycleResponse {
+        success: true,
+        sandbox,
+    }))
+}
+
+#[utoipa::path(
+    post, path = "/sandboxes/{id}/resume", params(("id" = String, Path)),
+    responses(
+        (status = 200, body = LifecycleResponse), (status = 404, body = ErrorResponse),
+        (status = 409, description = "Not paused", body = ErrorResponse),
+    )
+)]
+pub async fn resume(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<LifecycleResponse>> {
+    let sandbox = state.manager.resume(&caller, &id).await?;
+    Ok(Json(LifecycleResponse {
+        success: true,
+        sandbox,
+    }))
+}

@@ -1,0 +1,145 @@
+//! The HTTP API: routes, authentication, the JSON body extractor and the
+//! OpenAPI document. Handlers live in [`handlers`] and stay thin.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use serde::de::DeserializeOwned;
+use subtle::ConstantTimeEq;
+use utoipa::OpenApi;
+
+use crate::config::ApiKey;
+use crate::error::Error;
+use crate::manager::{Caller, Manager};
+
+pub mod handlers;
+
+/// Largest request body accepted (a write-file carries the file).
+const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub manager: Arc<Manager>,
+    pub keys: Arc<Vec<ApiKey>>,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let protected = Router::new()
+        .route("/sandboxes", get(handlers::list))
+        .route("/sandboxes/create", post(handlers::create))
+        .route("/sandboxes/connect", post(handlers::connect))
+        .route("/sandboxes/run-command", post(handlers::run_command))
+        .route("/sandboxes/expose-port", post(handlers::expose_port))
+        .route("/sandboxes/write-file", post(handlers::write_file))
+        .route("/sandboxes/read-file", post(handlers::read_file))
+        .route("/sandboxes/{id}/status", get(handlers::status))
+        .route("/sandboxes/{id}", delete(handlers::delete_sandbox))
+        .route("/sandboxes/{id}/timeout", post(handlers::set_timeout))
+        .route("/sandboxes/{id}/pause", post(handlers::pause))
+        .route("/sandboxes/{id}/resume", post(handlers::resume))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/openapi.json", get(openapi_json))
+        .merge(protected)
+        .fallback(|| async { Error::NotFound("no such endpoint; see /openapi.json".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Checks the API key and records who is calling. With no keys configured the
+/// server is bound to loopback (enforced at startup) and everyone is admin.
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let caller = if state.keys.is_empty() {
+        Caller::default()
+    } else {
+        match presented_key(req.headers()).and_then(|k| find_key(&state.keys, k)) {
+            Some(key) => Caller {
+                user: key.user.clone(),
+            },
+            None => return Error::Unauthorized.into_response(),
+        }
+    };
+    req.extensions_mut().insert(caller);
+    next.run(req).await
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(v.trim());
+    }
+    let auth = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, key) = auth.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+}
+
+fn find_key<'a>(keys: &'a [ApiKey], presented: &str) -> Option<&'a ApiKey> {
+    // Compare against every key in constant time so timing reveals nothing.
+    let mut found = None;
+    for k in keys {
+        if bool::from(k.key.as_bytes().ct_eq(presented.as_bytes())) {
+            found = Some(k);
+        }
+    }
+    found
+}
+
+/// `axum::Json` whose rejections are our JSON errors (400), not plain text.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(e) => Err(Error::BadRequest(e.body_text())),
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "control-plane",
+        description = "Creates and manages sandboxes for AI agents. Each sandbox serves MCP tools \
+            (files, search, commands) at its `mcp_url`. Authenticate with `Authorization: Bearer KEY` \
+            or `X-API-Key: KEY` when the server has API keys."
+    ),
+    paths(
+        handlers::health,
+        handlers::create,
+        handlers::list,
+        handlers::connect,
+        handlers::run_command,
+        handlers::expose_port,
+        handlers::write_file,
+        handlers::read_file,
+        handlers::status,
+        handlers::delete_sandbox,
+        handlers::set_timeout,
+        handlers::pause,
+        handlers::resume,
+    )
+)]
+struct ApiDoc;
+
+/// The OpenAPI document, generated from the handlers and types.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+async fn openapi_json() -> impl IntoResponse {
+    axum::Json(openapi())
+}

@@ -1,0 +1,188 @@
+//! Configuration of `control-plane serve`: flags with environment fallbacks,
+//! read once and passed down.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// Which provider runs the sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderKind {
+    /// Each sandbox is an mcp-tools child process on this machine.
+    Local,
+}
+
+/// What the reaper does with a sandbox whose timeout has passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExpiryAction {
+    /// Stop it and keep its files (resume brings it back).
+    Pause,
+    /// Remove it and its files.
+    Delete,
+}
+
+/// Filesystem isolation of local sandboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Isolation {
+    /// Use bubblewrap when it is installed and works, otherwise run unisolated.
+    Auto,
+    /// Require bubblewrap; refuse to start without it.
+    On,
+    /// Never isolate.
+    Off,
+}
+
+/// `control-plane serve` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on. Without API keys only a loopback address is allowed.
+    #[arg(long, env = "CONTROL_PLANE_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+
+    /// Port to listen on (0 picks a free one; see --addr-file).
+    #[arg(long, env = "CONTROL_PLANE_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Folder for the database and the local sandboxes' workspaces.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_DATA_DIR",
+        default_value = "control-plane-data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Where sandboxes run.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_PROVIDER",
+        value_enum,
+        default_value = "local"
+    )]
+    pub provider: ProviderKind,
+
+    /// API keys, comma-separated. `KEY` may call everything; `KEY:USER` sees and
+    /// touches only USER's sandboxes. Without keys the API is open to this machine only.
+    #[arg(long, env = "CONTROL_PLANE_API_KEYS", hide_env_values = true)]
+    pub api_keys: Option<String>,
+
+    /// File with API keys, one `KEY` or `KEY:USER` per line (# starts a comment).
+    #[arg(long, env = "CONTROL_PLANE_API_KEYS_FILE")]
+    pub api_keys_file: Option<PathBuf>,
+
+    /// Inactivity timeout of a sandbox when create does not say (seconds).
+    #[arg(long, env = "CONTROL_PLANE_DEFAULT_TIMEOUT", default_value_t = 3600)]
+    pub default_timeout_secs: u64,
+
+    /// Largest timeout a client may ask for (seconds).
+    #[arg(long, env = "CONTROL_PLANE_MAX_TIMEOUT", default_value_t = 86_400)]
+    pub max_timeout_secs: u64,
+
+    /// What happens to a sandbox whose timeout has passed.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_ON_EXPIRE",
+        value_enum,
+        default_value = "pause"
+    )]
+    pub on_expire: ExpiryAction,
+
+    /// How often the reaper looks for expired sandboxes (seconds).
+    #[arg(long, env = "CONTROL_PLANE_REAPER_INTERVAL", default_value_t = 15)]
+    pub reaper_interval_secs: u64,
+
+    /// Most sandboxes running at once (creates and resumes beyond it answer 409).
+    #[arg(long, env = "CONTROL_PLANE_MAX_RUNNING", default_value_t = 50)]
+    pub max_running: usize,
+
+    /// The mcp-tools binary (local provider). Default: next to this binary, then $PATH.
+    #[arg(long, env = "MCP_TOOLS_BIN")]
+    pub mcp_tools_bin: Option<PathBuf>,
+
+    /// Filesystem isolation of local sandboxes with bubblewrap.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_ISOLATION",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub isolation: Isolation,
+
+    /// Write the address actually listened on to this file once ready (useful with --port 0).
+    #[arg(long, env = "CONTROL_PLANE_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Log filter, e.g. info or control_plane=debug.
+    #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// One configured API key.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub key: String,
+    /// When set, the key only sees this user's sandboxes.
+    pub user: Option<String>,
+}
+
+impl std::fmt::Debug for ApiKey {
+    // Keys never reach a log, even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey")
+            .field("key", &"<redacted>")
+            .field("user", &self.user)
+            .finish()
+    }
+}
+
+impl ServeConfig {
+    /// All API keys from --api-keys and --api-keys-file.
+    pub fn load_api_keys(&self) -> Result<Vec<ApiKey>> {
+        let mut keys = Vec::new();
+        if let Some(list) = &self.api_keys {
+            for item in list.split(',') {
+                push_key(&mut keys, item)?;
+            }
+        }
+        if let Some(path) = &self.api_keys_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                Error::BadRequest(format!("cannot read API key file {}: {e}", path.display()))
+            })?;
+            for line in text.lines() {
+                let line = line.trim();
+                if !line.starts_with('#') {
+                    push_key(&mut keys, line)?;
+                }
+            }
+        }
+        Ok(keys)
+    }
+}
+
+fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<()> {
+    let item = item.trim();
+    if item.is_empty() {
+        return Ok(());
+    }
+    let (key, user) = match item.split_once(':') {
+        Some((k, u)) => (k.trim(), Some(u.trim().to_string())),
+        None => (item, None),
+    };
+    if key.len() < 16 {
+        return Err(Error::BadRequest(
+            "an API key must be at least 16 characters long".into(),
+        ));
+    }
+    if user.as_deref() == Some("") {
+        return Err(Error::BadRequest(
+            "an API key ends with ':' but names no user".into(),
+        ));
+    }
+    keys.push(ApiKey {
+        key: key.to_string(),
+        user,
+    });
+    Ok(())
+}

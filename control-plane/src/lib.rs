@@ -1,0 +1,130 @@
+//! The control plane: creates, tracks, pauses, resumes and deletes sandboxes
+//! for AI agents, and runs commands and file operations in them through each
+//! sandbox's own MCP endpoint.
+//!
+//! - [`serve`] runs the HTTP service (`control-plane serve`).
+//! - [`client::Client`] is the typed Rust client of that service.
+//! - [`provider::Provider`] is the seam where new places to run sandboxes plug in.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod manager;
+pub mod mcp;
+pub mod model;
+pub mod provider;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::serve::ListenerExt;
+
+use crate::config::ServeConfig;
+use crate::error::{Error, Result};
+use crate::manager::Manager;
+use crate::store::Store;
+
+/// Runs the service until SIGTERM or Ctrl-C.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    let keys = config.load_api_keys()?;
+    if keys.is_empty() && !config.host.is_loopback() {
+        return Err(Error::BadRequest(format!(
+            "refusing to listen on {} without API keys: set CONTROL_PLANE_API_KEYS \
+             (or --api-keys-file), or listen on 127.0.0.1",
+            config.host
+        )));
+    }
+    create_private_dir(&config.data_dir)?;
+    let store = Store::open(&config.data_dir.join("control-plane.db"))?;
+    let provider = provider::build(&config).await?;
+    tracing::info!("{}", provider.describe());
+    let manager = Arc::new(Manager::new(&config, store, provider));
+    manager.recover().await?;
+
+    let listener = tokio::net::TcpListener::bind((config.host, config.port))
+        .await
+        .map_err(|e| {
+            Error::BadRequest(format!(
+                "cannot listen on {}:{}: {e}",
+                config.host, config.port
+            ))
+        })?;
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("local address: {e}")))?;
+    if keys.is_empty() {
+        tracing::warn!(
+            "no API keys configured: anyone on this machine can use the API at http://{addr}"
+        );
+    } else {
+        tracing::info!(keys = keys.len(), "API keys required");
+    }
+    tracing::info!(
+        data_dir = %config.data_dir.display(),
+        "control plane listening on http://{addr}"
+    );
+    if let Some(path) = &config.addr_file {
+        std::fs::write(path, addr.to_string())
+            .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
+    }
+
+    let reaper = tokio::spawn(reap_forever(
+        manager.clone(),
+        Duration::from_secs(config.reaper_interval_secs.max(1)),
+    ));
+    let app = api::router(api::AppState {
+        manager: manager.clone(),
+        keys: Arc::new(keys),
+    });
+    // Without TCP_NODELAY small answers wait for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+
+    reaper.abort();
+    tracing::info!("shutting down");
+    manager.shutdown().await;
+    Ok(())
+}
+
+async fn reap_forever(manager: Arc<Manager>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = manager.reap().await {
+            tracing::warn!("reaper: {e}");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// The data folder holds tokens: only this user may read it.
+fn create_private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| Error::BadRequest(format!("cannot use data folder {}: {e}", dir.display())))
+}

@@ -1,0 +1,213 @@
+//! The JSON bodies of the HTTP API, shared by the server, the client library
+//! and the OpenAPI document. Field names follow the original Python sandbox
+//! server so its clients keep working.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Lifecycle state of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SandboxState {
+    /// The provider is still starting it.
+    Creating,
+    /// Its MCP endpoint answers.
+    Running,
+    /// Stopped; its files are kept and `resume`/`connect` starts it again.
+    Paused,
+}
+
+impl SandboxState {
+    /// The name stored in the database and shown in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SandboxState::Creating => "creating",
+            SandboxState::Running => "running",
+            SandboxState::Paused => "paused",
+        }
+    }
+
+    /// Parses [`SandboxState::as_str`]'s output.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "creating" => Some(SandboxState::Creating),
+            "running" => Some(SandboxState::Running),
+            "paused" => Some(SandboxState::Paused),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SandboxState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+/// `POST /sandboxes/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateSandboxRequest {
+    /// Owner of the sandbox. May be left out when the API key is bound to a user.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    /// Provider template; the provider's default when absent.
+    #[serde(default)]
+    pub template_id: Option<String>,
+    /// Free-form labels, usable as filters in `GET /sandboxes`.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Seconds of inactivity after which the sandbox expires (default from config).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+/// What a client needs to know about one sandbox.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SandboxInfo {
+    pub sandbox_id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub template_id: Option<String>,
+    pub status: SandboxState,
+    /// Streamable-HTTP MCP endpoint of the sandbox (valid while running).
+    pub mcp_url: String,
+    /// Headers every request to `mcp_url` must carry (includes `Authorization`).
+    pub mcp_headers: BTreeMap<String, String>,
+    /// URL of port 9000 in the sandbox, where an editor may listen.
+    pub vscode_url: String,
+    pub metadata: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds; activity and `connect` push it forward.
+    pub expires_at: i64,
+}
+
+/// A request naming one sandbox (`connect`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SandboxIdRequest {
+    pub sandbox_id: String,
+}
+
+/// Answer of `connect`, `pause` and `resume`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LifecycleResponse {
+    pub success: bool,
+    #[serde(flatten)]
+    pub sandbox: SandboxInfo,
+}
+
+/// `POST /sandboxes/run-command`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RunCommandRequest {
+    pub sandbox_id: String,
+    /// Shell command line, run with `sh -c` in the workspace.
+    pub command: String,
+    /// Start it and return at once; its output goes to a log in the sandbox.
+    #[serde(default)]
+    pub background: bool,
+    /// Kill a foreground command after this long (mcp-tools' default otherwise).
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    /// Working directory relative to the workspace.
+    #[serde(default)]
+    pub cwd: Option<String>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// Answer of `run-command`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct RunCommandResponse {
+    /// stdout followed by stderr (what the original server returned).
+    pub output: String,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Signal that ended the command, if any.
+    pub signal: Option<i32>,
+    pub timed_out: bool,
+    pub duration_ms: Option<u64>,
+    /// Background commands: the job id, pid and log path inside the sandbox.
+    pub job_id: Option<String>,
+    pub pid: Option<u32>,
+    pub log_path: Option<String>,
+}
+
+/// `POST /sandboxes/expose-port`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExposePortRequest {
+    pub sandbox_id: String,
+    pub port: u16,
+}
+
+/// Answer of `expose-port`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExposePortResponse {
+    pub url: String,
+}
+
+/// `POST /sandboxes/write-file` and `POST /sandboxes/read-file`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileOperationRequest {
+    pub sandbox_id: String,
+    /// Path relative to the sandbox workspace.
+    pub path: String,
+    /// Required for write-file (may be empty); ignored by read-file.
+    #[serde(default)]
+    pub content: Option<String>,
+}
+
+/// Answer of `write-file` and `read-file`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileOperationResponse {
+    pub content: Option<String>,
+    pub success: bool,
+}
+
+/// `POST /sandboxes/{id}/timeout`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SetTimeoutRequest {
+    /// New inactivity timeout in seconds, counted from now.
+    pub timeout_secs: u64,
+}
+
+/// Answer of `GET /sandboxes`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListResponse {
+    pub sandboxes: Vec<SandboxInfo>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Answer of `DELETE /sandboxes/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    pub success: bool,
+}
+
+/// Answer of `GET /health`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    pub status: String,
+    pub version: String,
+    pub provider: String,
+}
+
+/// Body of every error answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// `error` in [`ErrorResponse`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable code: bad_request, unauthorized, forbidden, not_found, conflict,
+    /// unsupported, tool_error, upstream_error, timeout, internal.
+    pub code: String,
+    pub message: String,
+}

@@ -1,0 +1,515 @@
+//! The `local` provider: each sandbox is an `mcp-tools` child process on this
+//! machine, listening on 127.0.0.1, with its own folder under the data folder:
+//!
+//! ```text
+//! <data>/sandboxes/<id>/workspace   the agent's files (kept across pause)
+//! <data>/sandboxes/<id>/state       mcp-tools' background-job logs
+//! <data>/sandboxes/<id>/addr        written by mcp-tools once it listens
+//! <data>/sandboxes/<id>/pid         the process to stop, checked before signalling
+//! <data>/sandboxes/<id>/mcp-tools.log
+//! ```
+//!
+//! Processes outlive a SIGKILLed control plane on purpose: at the next start
+//! [`Provider::observe`] finds them through the pid file and they are re-adopted.
+//! With bubblewrap each sandbox sees the machine read-only, minus the data
+//! folder, plus its own folder read-write.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::process::{Child, Command};
+use tokio::sync::Mutex;
+
+use super::{Capabilities, CreateSpec, Observed, Provider, Started};
+use crate::config::{Isolation, ServeConfig};
+use crate::error::{Error, Result};
+use crate::store::SandboxRecord;
+
+/// How long a new mcp-tools may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a stopping mcp-tools gets after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub struct LocalProvider {
+    sandboxes_dir: PathBuf,
+    mcp_tools: PathBuf,
+    /// The bwrap binary when sandboxes are isolated.
+    bwrap: Option<PathBuf>,
+    /// Children started by this process, so they can be waited for (no zombies).
+    children: Mutex<HashMap<String, Child>>,
+    http: reqwest::Client,
+}
+
+impl LocalProvider {
+    pub async fn new(config: &ServeConfig) -> Result<Self> {
+        let sandboxes_dir = config.data_dir.join("sandboxes");
+        std::fs::create_dir_all(&sandboxes_dir).map_err(|e| {
+            Error::Internal(format!("cannot create {}: {e}", sandboxes_dir.display()))
+        })?;
+        let sandboxes_dir = sandboxes_dir
+            .canonicalize()
+            .map_err(|e| Error::Internal(format!("{}: {e}", sandboxes_dir.display())))?;
+        let mcp_tools = find_mcp_tools(config.mcp_tools_bin.as_deref())?;
+        let bwrap = match config.isolation {
+            Isolation::Off => None,
+            Isolation::Auto => find_working_bwrap().await,
+            Isolation::On => Some(find_working_bwrap().await.ok_or_else(|| {
+                Error::BadRequest(
+                    "--isolation on needs a working bubblewrap (apt-get install bubblewrap)".into(),
+                )
+            })?),
+        };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        Ok(LocalProvider {
+            sandboxes_dir,
+            mcp_tools,
+            bwrap,
+            children: Mutex::new(HashMap::new()),
+            http,
+        })
+    }
+
+    fn dir(&self, id: &str) -> Result<PathBuf> {
+        // Ids are made by the control plane, but a record could be edited by hand:
+        // never let one point outside the sandboxes folder.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::Internal(format!("invalid sandbox id {id:?}")));
+        }
+        Ok(self.sandboxes_dir.join(id))
+    }
+
+    /// Starts mcp-tools for sandbox `id`, on `port` if given and free, and
+    /// waits until it answers /health.
+    async fn start(&self, id: &str, token: &str, port: Option<u16>) -> Result<Started> {
+        let dir = self.dir(id)?;
+        let workspace = dir.join("workspace");
+        let state = dir.join("state");
+        for d in [&workspace, &state] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", d.display())))?;
+        }
+        let attempts: Vec<u16> = match port {
+            Some(p) if p != 0 => vec![p, 0],
+            _ => vec![0],
+        };
+        let mut last_error = None;
+        for port in attempts {
+            match self.spawn_once(id, &dir, token, port).await {
+                Ok(addr) => {
+                    return Ok(Started {
+                        provider_id: id.to_string(),
+                        mcp_url: format!("http://{addr}/mcp"),
+                        mcp_headers: BTreeMap::new(),
+                        provider_data: serde_json::json!({ "port": addr.port() }),
+                    });
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Upstream("mcp-tools did not start".into())))
+    }
+
+    async fn spawn_once(&self, id: &str, dir: &Path, token: &str, port: u16) -> Result<SocketAddr> {
+        let addr_file = dir.join("addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("mcp-tools.log"))
+            .map_err(|e| Error::Internal(format!("cannot open log in {}: {e}", dir.display())))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::Internal(format!("log: {e}")))?;
+
+        let mcp_args: Vec<std::ffi::OsString> = vec![
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            port.to_string().into(),
+            "--workspace".into(),
+            dir.join("workspace").into(),
+            "--state-dir".into(),
+            dir.join("state").into(),
+            "--addr-file".into(),
+            addr_file.clone().into(),
+        ];
+        let mut cmd = match &self.bwrap {
+            Some(bwrap) => {
+                let mut c = Command::new(bwrap);
+                c.args(bwrap_args(&self.sandboxes_dir, dir, &self.mcp_tools));
+                c.arg(&self.mcp_tools);
+                c
+            }
+            None => Command::new(&self.mcp_tools),
+        };
+        cmd.args(&mcp_args)
+            // The sandbox must not inherit this process's secrets (API keys).
+            .env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("HOME", dir.join("workspace"))
+            .env("LANG", "C.UTF-8")
+            .env("MCP_AUTH_TOKEN", token)
+            .current_dir(dir.join("workspace"))
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            // Its own process group: a Ctrl-C on the terminal reaches only the
+            // control plane, and stopping signals the whole group.
+            .process_group(0);
+        let mut child = cmd.spawn().map_err(|e| {
+            Error::Upstream(format!("cannot start {}: {e}", self.mcp_tools.display()))
+        })?;
+        let pid = child.id().unwrap_or(0);
+        write_atomically(&dir.join("pid"), &pid.to_string())?;
+
+        let deadline = Instant::now() + START_TIMEOUT;
+        let addr = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Error::Upstream(format!(
+                    "mcp-tools for sandbox {id} exited at start ({status}); see {}",
+                    dir.join("mcp-tools.log").display()
+                )));
+            }
+            if let Some(addr) = read_addr(&addr_file) {
+                break addr;
+            }
+            if Instant::now() > deadline {
+                stop_pid(pid, Some(&mut child)).await;
+                return Err(Error::Timeout(format!(
+                    "mcp-tools for sandbox {id} did not start within {}s",
+                    START_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if !self.healthy(addr).await {
+            stop_pid(pid, Some(&mut child)).await;
+            return Err(Error::Upstream(format!(
+                "mcp-tools for sandbox {id} listens on {addr} but /health fails"
+            )));
+        }
+        self.children.lock().await.insert(id.to_string(), child);
+        Ok(addr)
+    }
+
+    async fn healthy(&self, addr: SocketAddr) -> bool {
+        match self.http.get(format!("http://{addr}/health")).send().await {
+            Ok(r) => r.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// The pid of sandbox `id`'s mcp-tools if it is alive and really ours.
+    fn live_pid(&self, id: &str) -> Result<Option<u32>> {
+        let dir = self.dir(id)?;
+        let Ok(text) = std::fs::read_to_string(dir.join("pid")) else {
+            return Ok(None);
+        };
+        let Ok(pid) = text.trim().parse::<u32>() else {
+            return Ok(None);
+        };
+        Ok(process_is_ours(pid, &dir).then_some(pid))
+    }
+
+    /// Stops sandbox `id`'s process if there is one.
+    async fn stop(&self, id: &str) -> Result<()> {
+        let mut child = self.children.lock().await.remove(id);
+        if let Some(pid) = self.live_pid(id)? {
+            stop_pid(pid, child.as_mut()).await;
+        } else if let Some(child) = child.as_mut() {
+            let _ = child.try_wait();
+        }
+        let _ = std::fs::remove_file(self.dir(id)?.join("pid"));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pause: true,
+            expose_port: true,
+            isolated: self.bwrap.is_some(),
+            pause_on_shutdown: true,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.bwrap {
+            Some(b) => format!(
+                "local sandboxes run {} under {} (isolation on: each sees the machine read-only, \
+                 its own folder read-write, and not the other sandboxes)",
+                self.mcp_tools.display(),
+                b.display()
+            ),
+            None => format!(
+                "local sandboxes run {} as this user WITHOUT isolation: commands in a sandbox can \
+                 read and write anything this user can, including other sandboxes \
+                 (install bubblewrap for isolation)",
+                self.mcp_tools.display()
+            ),
+        }
+    }
+
+    async fn create(&self, spec: &CreateSpec) -> Result<Started> {
+        if let Some(t) = &spec.template_id
+            && t != "default"
+        {
+            return Err(Error::BadRequest(format!(
+                "the local provider has only the template \"default\", not {t:?}"
+            )));
+        }
+        let started = self.start(&spec.sandbox_id, &spec.token, None).await;
+        if started.is_err() {
+            let _ = self.stop(&spec.sandbox_id).await;
+            let _ = std::fs::remove_dir_all(self.dir(&spec.sandbox_id)?);
+        }
+        started
+    }
+
+    async fn resume(&self, record: &SandboxRecord) -> Result<Started> {
+        let dir = self.dir(&record.provider_id)?;
+        if !dir.join("workspace").is_dir() {
+            return Err(Error::Upstream(format!(
+                "the workspace of sandbox {} is gone from {}",
+                record.id,
+                dir.display()
+            )));
+        }
+        // A process left from before (e.g. adopted) would hold the port.
+        self.stop(&record.provider_id).await?;
+        let port = record
+            .provider_data
+            .get("port")
+            .and_then(|p| p.as_u64())
+            .and_then(|p| u16::try_from(p).ok());
+        self.start(&record.provider_id, &record.token, port).await
+    }
+
+    async fn pause(&self, record: &SandboxRecord) -> Result<()> {
+        self.stop(&record.provider_id).await
+    }
+
+    async fn delete(&self, record: &SandboxRecord) -> Result<()> {
+        self.stop(&record.provider_id).await?;
+        let dir = self.dir(&record.provider_id)?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Internal(format!(
+                "cannot remove {}: {e}",
+                dir.display()
+            ))),
+        }
+    }
+
+    async fn observe(&self, record: &SandboxRecord) -> Result<Observed> {
+        let id = &record.provider_id;
+        let dir = self.dir(id)?;
+        if !dir.join("workspace").is_dir() {
+            return Ok(Observed::Gone);
+        }
+        if let Some(child) = self.children.lock().await.get_mut(id) {
+            // Reap a child that exited by itself.
+            let _ = child.try_wait();
+        }
+        if self.live_pid(id)?.is_none() {
+            return Ok(Observed::Stopped);
+        }
+        if let Some(addr) = read_addr(&dir.join("addr"))
+            && self.healthy(addr).await
+        {
+            return Ok(Observed::Running(Started {
+                provider_id: id.clone(),
+                mcp_url: format!("http://{addr}/mcp"),
+                mcp_headers: BTreeMap::new(),
+                provider_data: serde_json::json!({ "port": addr.port() }),
+            }));
+        }
+        // Alive but not answering: stop it so the state is clear.
+        self.stop(id).await?;
+        Ok(Observed::Stopped)
+    }
+
+    fn port_url(&self, _record: &SandboxRecord, port: u16) -> Result<String> {
+        // Local sandboxes share this machine's network.
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+}
+
+/// Arguments that make bwrap show the sandbox the machine read-only, hide the
+/// data folder (other sandboxes, the database), and give it its own folder.
+fn bwrap_args(sandboxes_dir: &Path, dir: &Path, mcp_tools: &Path) -> Vec<std::ffi::OsString> {
+    let data_dir = sandboxes_dir.parent().unwrap_or(sandboxes_dir);
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let mut push = |items: &[&std::ffi::OsStr]| args.extend(items.iter().map(|s| s.to_os_string()));
+    push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
+    push(&["--dev".as_ref(), "/dev".as_ref()]);
+    push(&["--proc".as_ref(), "/proc".as_ref()]);
+    push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
+    push(&["--tmpfs".as_ref(), data_dir.as_os_str()]);
+    push(&["--bind".as_ref(), dir.as_os_str(), dir.as_os_str()]);
+    // The binary may live under the hidden data folder's parent tree; keep it visible.
+    push(&[
+        "--ro-bind".as_ref(),
+        mcp_tools.as_os_str(),
+        mcp_tools.as_os_str(),
+    ]);
+    push(&["--unshare-ipc".as_ref(), "--unshare-uts".as_ref()]);
+    push(&["--".as_ref()]);
+    args
+}
+
+/// The mcp-tools binary: the configured one, else next to this binary, else on $PATH.
+fn find_mcp_tools(configured: Option<&Path>) -> Result<PathBuf> {
+    if let Some(p) = configured {
+        return p
+            .canonicalize()
+            .map_err(|e| Error::BadRequest(format!("--mcp-tools-bin {}: {e}", p.display())));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        let candidate = dir.join("mcp-tools");
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let candidate = dir.join("mcp-tools");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(Error::BadRequest(
+        "cannot find the mcp-tools binary next to control-plane or on PATH; \
+         build it (cargo build -p mcp-tools) or pass --mcp-tools-bin / MCP_TOOLS_BIN"
+            .into(),
+    ))
+}
+
+/// bwrap on PATH that can actually create its namespaces here.
+async fn find_working_bwrap() -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    let bwrap = std::env::split_paths(&paths)
+        .map(|d| d.join("bwrap"))
+        .find(|p| p.is_file())?;
+    let ok = Command::new(&bwrap)
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--",
+            "true",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .await
+        .map(|s| s.success())
+        .unwrap_or(false);
+    ok.then_some(bwrap)
+}
+
+fn read_addr(path: &Path) -> Option<SocketAddr> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn write_atomically(path: &Path, text: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+}
+
+/// True if `pid` is alive (not a zombie) and its command line mentions `dir`,
+/// so a recycled pid of some other program is never signalled.
+fn process_is_ours(pid: u32, dir: &Path) -> bool {
+    if pid == 0 {
+        return false;
+    }
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    let Ok(stat) = std::fs::read_to_string(proc_dir.join("stat")) else {
+        return false;
+    };
+    // Field 3, after the parenthesised command name, is the state.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    if matches!(state, Some("Z") | Some("X")) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(proc_dir.join("cmdline")) else {
+        return false;
+    };
+    let workspace = dir.join("workspace");
+    let needle = workspace.as_os_str().as_encoded_bytes();
+    cmdline.windows(needle.len()).any(|w| w == needle)
+}
+
+/// SIGTERM to the process group, then SIGKILL after the grace period.
+async fn stop_pid(pid: u32, mut child: Option<&mut Child>) {
+    let Ok(pgid) = i32::try_from(pid) else {
+        return;
+    };
+    if pgid <= 1 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
+    unsafe {
+        libc::kill(-pgid, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + STOP_GRACE;
+    loop {
+        let gone = match child.as_deref_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(Some(_)) | Err(_)),
+            None => !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
+        };
+        if gone {
+            return;
+        }
+        if Instant::now() > deadline {
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+            if let Some(c) = child {
+                let _ = c.wait().await;
+            }
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().next().map(|st| st == "Z"))
+        })
+        .unwrap_or(false)
+}

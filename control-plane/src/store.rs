@@ -1,0 +1,292 @@
+//! Durable sandbox records in SQLite.
+//!
+//! Every change is one statement in autocommit mode with the WAL journal, so a
+//! SIGKILL at any point leaves either the old or the new row, never half.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::error::{Error, Result};
+use crate::model::{SandboxInfo, SandboxState};
+
+/// Schema migrations, applied in order; the index + 1 is the schema version.
+const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_sandboxes.sql")];
+
+/// One sandbox as the control plane remembers it.
+#[derive(Debug, Clone)]
+pub struct SandboxRecord {
+    pub id: String,
+    pub user_id: String,
+    pub provider: String,
+    pub provider_id: String,
+    pub template_id: Option<String>,
+    pub state: SandboxState,
+    pub mcp_url: String,
+    /// mcp-tools' bearer token. Never logged.
+    pub token: String,
+    /// Headers besides Authorization that requests to `mcp_url` need.
+    pub mcp_headers: BTreeMap<String, String>,
+    pub provider_data: serde_json::Value,
+    pub metadata: BTreeMap<String, String>,
+    pub timeout_secs: u64,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+impl SandboxRecord {
+    /// The public view, given the URL of the editor port.
+    pub fn info(&self, vscode_url: String) -> SandboxInfo {
+        let mut headers = self.mcp_headers.clone();
+        headers.insert("Authorization".into(), format!("Bearer {}", self.token));
+        SandboxInfo {
+            sandbox_id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            provider: self.provider.clone(),
+            template_id: self.template_id.clone(),
+            status: self.state,
+            mcp_url: self.mcp_url.clone(),
+            mcp_headers: headers,
+            vscode_url,
+            metadata: self.metadata.clone(),
+            timeout_secs: self.timeout_secs,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
+}
+
+/// Filters of `GET /sandboxes`.
+#[derive(Debug, Default, Clone)]
+pub struct ListFilter {
+    pub user_id: Option<String>,
+    pub state: Option<SandboxState>,
+    pub metadata: Vec<(String, String)>,
+    /// Rows strictly after this (created_at, id) position.
+    pub after: Option<(i64, String)>,
+    pub limit: usize,
+}
+
+/// The database handle. Calls are short, so one connection behind a mutex is enough.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (or creates) the database file and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        migrate(&conn)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self
+            .conn
+            .lock()
+            .map_err(|_| Error::Internal("database lock poisoned".into()))?;
+        Ok(f(&conn)?)
+    }
+
+    pub fn insert(&self, r: &SandboxRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO sandboxes (id, user_id, provider, provider_id, template_id, state,
+                   mcp_url, token, mcp_headers, provider_data, metadata, timeout_secs,
+                   created_at, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                params![
+                    r.id,
+                    r.user_id,
+                    r.provider,
+                    r.provider_id,
+                    r.template_id,
+                    r.state.as_str(),
+                    r.mcp_url,
+                    r.token,
+                    to_json(&r.mcp_headers),
+                    r.provider_data.to_string(),
+                    to_json(&r.metadata),
+                    r.timeout_secs as i64,
+                    r.created_at,
+                    r.expires_at
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Rewrites the mutable fields of a record.
+    pub fn update(&self, r: &SandboxRecord) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE sandboxes SET provider_id = ?2, state = ?3, mcp_url = ?4, token = ?5,
+                   mcp_headers = ?6, provider_data = ?7, timeout_secs = ?8, expires_at = ?9
+                 WHERE id = ?1",
+                params![
+                    r.id,
+                    r.provider_id,
+                    r.state.as_str(),
+                    r.mcp_url,
+                    r.token,
+                    to_json(&r.mcp_headers),
+                    r.provider_data.to_string(),
+                    r.timeout_secs as i64,
+                    r.expires_at
+                ],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// Pushes the expiry of a sandbox to `expires_at` if that is later.
+    pub fn extend(&self, id: &str, expires_at: i64) -> Result<()> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE sandboxes SET expires_at = max(expires_at, ?2) WHERE id = ?1",
+                params![id, expires_at],
+            )
+            .map(|_| ())
+        })
+    }
+
+    pub fn get(&self, id: &str) -> Result<Option<SandboxRecord>> {
+        self.with(|c| {
+            c.query_row("SELECT * FROM sandboxes WHERE id = ?1", [id], from_row)
+                .optional()
+        })
+    }
+
+    /// Removes a record; false if there was none.
+    pub fn delete(&self, id: &str) -> Result<bool> {
+        self.with(|c| {
+            c.execute("DELETE FROM sandboxes WHERE id = ?1", [id])
+                .map(|n| n > 0)
+        })
+    }
+
+    /// Every record, oldest first.
+    pub fn all(&self) -> Result<Vec<SandboxRecord>> {
+        self.list(&ListFilter {
+            limit: usize::MAX,
+            ..ListFilter::default()
+        })
+    }
+
+    pub fn list(&self, f: &ListFilter) -> Result<Vec<SandboxRecord>> {
+        let mut sql = String::from("SELECT * FROM sandboxes WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(user) = &f.user_id {
+            args.push(user.clone().into());
+            sql.push_str(&format!(" AND user_id = ?{}", args.len()));
+        }
+        if let Some(state) = f.state {
+            args.push(state.as_str().to_string().into());
+            sql.push_str(&format!(" AND state = ?{}", args.len()));
+        }
+        for (k, v) in &f.metadata {
+            args.push(k.clone().into());
+            args.push(v.clone().into());
+            let (a, b) = (args.len() - 1, args.len());
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM json_each(metadata) WHERE key = ?{a} AND value = ?{b})"
+            ));
+        }
+        if let Some((created, id)) = &f.after {
+            args.push((*created).into());
+            args.push(id.clone().into());
+            let (a, b) = (args.len() - 1, args.len());
+            sql.push_str(&format!(" AND (created_at, id) > (?{a}, ?{b})"));
+        }
+        sql.push_str(" ORDER BY created_at, id");
+        if f.limit != usize::MAX {
+            sql.push_str(&format!(" LIMIT {}", f.limit));
+        }
+        self.with(|c| {
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), from_row)?;
+            rows.collect()
+        })
+    }
+
+    /// Sandboxes in `state` whose expiry is at or before `now`.
+    pub fn expired(&self, state: SandboxState, now: i64) -> Result<Vec<SandboxRecord>> {
+        self.with(|c| {
+            let mut stmt = c.prepare(
+                "SELECT * FROM sandboxes WHERE state = ?1 AND expires_at <= ?2 ORDER BY expires_at",
+            )?;
+            let rows = stmt.query_map(params![state.as_str(), now], from_row)?;
+            rows.collect()
+        })
+    }
+
+    pub fn count_in_state(&self, state: SandboxState) -> Result<usize> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT count(*) FROM sandboxes WHERE state = ?1",
+                [state.as_str()],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as usize)
+        })
+    }
+}
+
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")?;
+    let current: i64 = conn.query_row(
+        "SELECT coalesce(max(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
+    if current as usize > MIGRATIONS.len() {
+        return Err(Error::Internal(format!(
+            "the database has schema version {current}, newer than this control-plane knows ({}); use a newer binary",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = i as i64 + 1;
+        // Each migration and its version bump commit together or not at all.
+        conn.execute_batch(&format!(
+            "BEGIN; {sql}; INSERT INTO schema_version (version) VALUES ({version}); COMMIT;"
+        ))
+        .map_err(|e| Error::Internal(format!("database migration {version} failed: {e}")))?;
+    }
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
+    let state: String = row.get("state")?;
+    let json_col = |name: &str| -> rusqlite::Result<String> { row.get(name) };
+    Ok(SandboxRecord {
+        id: row.get("id")?,
+        user_id: row.get("user_id")?,
+        provider: row.get("provider")?,
+        provider_id: row.get("provider_id")?,
+        template_id: row.get("template_id")?,
+        // An unknown state can only come from a newer binary; treat it as paused,
+        // the state from which every operation is safe.
+        state: SandboxState::parse(&state).unwrap_or(SandboxState::Paused),
+        mcp_url: row.get("mcp_url")?,
+        token: row.get("token")?,
+        mcp_headers: serde_json::from_str(&json_col("mcp_headers")?).unwrap_or_default(),
+        provider_data: serde_json::from_str(&json_col("provider_data")?)
+            .unwrap_or(serde_json::Value::Null),
+        metadata: serde_json::from_str(&json_col("metadata")?).unwrap_or_default(),
+        timeout_secs: row.get::<_, i64>("timeout_secs")?.max(0) as u64,
+        created_at: row.get("created_at")?,
+        expires_at: row.get("expires_at")?,
+    })
+}
