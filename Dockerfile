@@ -1,0 +1,83 @@
+# syntax=docker/dockerfile:1
+#
+# Builds the two static binaries and the images that carry them.
+#
+#   docker build --platform linux/amd64 --target artifacts --output type=local,dest=dist .
+#       dist/mcp-tools and dist/control-plane, static x86_64 binaries
+#   docker build --platform linux/amd64 --target sandbox -t mcp-sandbox .
+#       the sandbox image: the E2B template's tools, mcp-tools as its command
+#   docker build --platform linux/amd64 --target control-plane -t control-plane .
+#       the control plane alone, on a distroless base
+#
+# The binaries target x86_64-unknown-linux-musl (E2B's microVMs are x86_64);
+# on another host, keep --platform linux/amd64 so the build runs emulated
+# instead of needing a cross linker.
+
+ARG RUST_VERSION=1.95
+ARG DEBIAN_RELEASE=bookworm
+
+FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS builder
+# musl-gcc, for dependencies that compile C (the TLS stack of reqwest).
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends musl-tools \
+    && rm -rf /var/lib/apt/lists/*
+RUN rustup target add x86_64-unknown-linux-musl
+WORKDIR /src
+COPY . .
+# The release profile in Cargo.toml does the tuning (LTO, one codegen unit,
+# strip, panic=abort). target/ is a cache mount, so the binaries are copied
+# out of it in the same step.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target x86_64-unknown-linux-musl \
+        -p mcp-tools -p control-plane \
+    && mkdir -p /out \
+    && cp target/x86_64-unknown-linux-musl/release/mcp-tools \
+          target/x86_64-unknown-linux-musl/release/control-plane /out/
+
+# Just the binaries, for `--output type=local`.
+FROM scratch AS artifacts
+COPY --from=builder /out/mcp-tools /out/control-plane /
+
+# The sandbox as a plain Docker image, the same system as
+# sandbox-template/e2b.Dockerfile (keep the package lists alike: a test
+# compares them). Without a token mcp-tools listens on 127.0.0.1 only, so
+# give it one to reach it from outside the container:
+#   docker run -p 6060:6060 -e MCP_AUTH_TOKEN=secret mcp-sandbox
+FROM debian:${DEBIAN_RELEASE}-slim AS sandbox
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        build-essential \
+        ca-certificates \
+        curl \
+        git \
+        procps \
+        python3 \
+        ripgrep \
+        sudo \
+    && rm -rf /var/lib/apt/lists/*
+RUN useradd --create-home --home-dir /home/user --shell /bin/bash --uid 1000 user \
+    && echo 'user ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/user \
+    && chmod 0440 /etc/sudoers.d/user \
+    && install -d -o user -g user -m 0700 /var/lib/mcp-tools
+COPY --from=builder /out/mcp-tools /usr/local/bin/mcp-tools
+# `user`, by number so any runtime resolves it.
+USER 1000:1000
+WORKDIR /home/user
+EXPOSE 6060
+HEALTHCHECK --interval=10s --timeout=3s CMD ["mcp-tools", "health"]
+CMD ["mcp-tools", "--port", "6060", "--workspace", "/home/user", "--state-dir", "/var/lib/mcp-tools"]
+
+# The control plane alone. Distroless static has CA certificates (for the
+# E2B API) and a nonroot user, and nothing else: no shell, so this image
+# suits remote providers (--provider e2b). The local provider runs
+# sandboxes on its own machine and needs mcp-tools and the sandbox's tools
+# beside it: build on the `sandbox` stage for that.
+FROM gcr.io/distroless/static-debian12:nonroot AS control-plane
+COPY --from=builder /out/control-plane /usr/local/bin/control-plane
+WORKDIR /home/nonroot
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/control-plane"]
+CMD ["serve"]

