@@ -1,5 +1,7 @@
 //! `control-plane`: the sandbox service (`serve`) and its command-line client.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use control_plane::cli::{Cli, Command};
 
@@ -36,6 +38,7 @@ fn init_logging(filter: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

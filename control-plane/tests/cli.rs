@@ -1,0 +1,117 @@
+//! The CLI against a running service: create, exec (exit codes), write/read
+//! through stdin, pause/resume, mcp-config, delete.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::{KEY_ALICE, Options, Server};
+
+fn cli(s: &Server, key: Option<&str>, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_control-plane"));
+    cmd.arg("--url").arg(&s.url).args(args);
+    cmd.env_remove("CONTROL_PLANE_API_KEY");
+    if let Some(k) = key {
+        cmd.env("CONTROL_PLANE_API_KEY", k);
+    }
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_walk_through() {
+    let mut s = Server::start_with(Options {
+        api_keys: Some(format!("{KEY_ALICE}:alice")),
+        ..Options::default()
+    });
+    s.key = Some(KEY_ALICE.to_string());
+    let key = Some(KEY_ALICE);
+
+    // Without the key the CLI fails clearly.
+    let o = cli(&s, None, &["list"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("API key"));
+
+    let o = cli(&s, key, &["create", "--metadata", "purpose=test"], None);
+    assert!(o.status.success(), "{o:?}");
+    let id = stdout(&o).trim().to_string();
+    assert!(id.starts_with("sb-"), "{id}");
+
+    // exec prints the output and exits with the command's exit code.
+    let o = cli(&s, key, &["exec", &id, "--", "echo hi; exit 7"], None);
+    assert_eq!(o.status.code(), Some(7));
+    assert_eq!(stdout(&o), "hi\n");
+    // Several words are quoted, not re-split by the shell.
+    let o = cli(
+        &s,
+        key,
+        &["exec", &id, "--", "printf", "%s|", "a b", "c"],
+        None,
+    );
+    assert!(o.status.success());
+    assert_eq!(stdout(&o), "a b|c|");
+
+    // write from stdin, read back.
+    let o = cli(
+        &s,
+        key,
+        &["write", &id, "dir/f.txt", "-"],
+        Some("from stdin\n"),
+    );
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&s, key, &["read", &id, "dir/f.txt"], None);
+    assert_eq!(stdout(&o), "from stdin\n");
+
+    let o = cli(&s, key, &["list", "--metadata", "purpose=test"], None);
+    assert!(stdout(&o).contains(&id), "{}", stdout(&o));
+
+    let o = cli(&s, key, &["pause", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&s, key, &["exec", &id, "--", "true"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("paused"));
+    let o = cli(&s, key, &["resume", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&s, key, &["read", &id, "dir/f.txt"], None);
+    assert_eq!(stdout(&o), "from stdin\n");
+
+    // mcp-config gives a working `claude mcp add` line and a .mcp.json snippet.
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    let o = cli(&s, key, &["mcp-config", &id], None);
+    let line = stdout(&o);
+    assert!(
+        line.starts_with("claude mcp add --transport http sandbox "),
+        "{line}"
+    );
+    assert!(line.contains(st["mcp_url"].as_str().unwrap()));
+    assert!(line.contains(st["mcp_headers"]["Authorization"].as_str().unwrap()));
+    let o = cli(&s, key, &["mcp-config", &id, "--format", "json"], None);
+    let snippet: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(snippet["mcpServers"]["sandbox"]["url"], st["mcp_url"]);
+
+    let o = cli(&s, key, &["delete", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&s, key, &["status", &id], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
+}

@@ -1,0 +1,62 @@
+//! Many sandboxes at once: all usable, all deleted, no process left behind.
+
+mod common;
+
+use common::Server;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_sandboxes_created_concurrently_are_isolated_and_cleaned_up() {
+    let s = std::sync::Arc::new(Server::start());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let id = s.create(&format!("user{i}")).await;
+            // Each sandbox gets its own workspace: write a marker, read it back.
+            let (status, w) = s
+                .post(
+                    "/sandboxes/write-file",
+                    json!({ "sandbox_id": id, "path": "me.txt", "content": format!("{i}") }),
+                )
+                .await;
+            assert_eq!(status, 200, "{w}");
+            let r = s.run(&id, "cat me.txt; echo; ls | wc -l").await;
+            assert_eq!(r["stdout"], format!("{i}\n1\n"), "{r}");
+            id
+        });
+    }
+    let mut ids = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        ids.push(r.expect("a sandbox task failed"));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20);
+    assert_eq!(s.sandbox_processes().len(), 20, "one process per sandbox");
+    let (_, list) = s.get("/sandboxes?limit=100").await;
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 20);
+
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in ids {
+        let s = s.clone();
+        tasks.spawn(async move {
+            let (status, body) = s.delete(&format!("/sandboxes/{id}")).await;
+            assert_eq!(status, 200, "{body}");
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("a delete failed");
+    }
+    let (_, list) = s.get("/sandboxes").await;
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 0);
+    assert!(
+        s.sandbox_processes().is_empty(),
+        "processes left: {:?}",
+        s.sandbox_processes()
+    );
+    let left: Vec<_> = std::fs::read_dir(s.data_dir().join("sandboxes"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "workspaces left behind");
+}

@@ -1,0 +1,314 @@
+//! The whole life of a sandbox through the HTTP API, with control-plane
+//! restarts (graceful and SIGKILL) between the steps.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, Server, eventually};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_run_files_pause_resume_delete_across_restarts() {
+    let mut s = Server::start();
+    let (status, health) = s.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["provider"], "local");
+
+    // Create: the seed's fields, plus what a client needs for MCP.
+    let (status, created) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "alice", "metadata": { "project": "demo" }, "timeout_secs": 600 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["sandbox_id"].as_str().unwrap().to_string();
+    let mcp_url = created["mcp_url"].as_str().unwrap().to_string();
+    assert!(mcp_url.starts_with("http://127.0.0.1:") && mcp_url.ends_with("/mcp"));
+    assert!(
+        created["vscode_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://")
+    );
+    let auth = created["mcp_headers"]["Authorization"].as_str().unwrap();
+    assert!(auth.starts_with("Bearer ") && auth.len() > 40);
+    assert_eq!(created["status"], "running");
+    assert_eq!(created["metadata"]["project"], "demo");
+
+    // The MCP endpoint is guarded by the sandbox's token.
+    let no_token = s.http.post(&mcp_url).json(&json!({})).send().await.unwrap();
+    assert_eq!(no_token.status().as_u16(), 401);
+
+    // run-command: output as in the seed, plus exit code and separate streams.
+    let r = s.run(&id, "echo out; echo err >&2; exit 3").await;
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["stdout"], "out\n");
+    assert_eq!(r["stderr"], "err\n");
+    assert!(r["output"].as_str().unwrap().contains("out\n"));
+    assert!(r["output"].as_str().unwrap().contains("err\n"));
+    assert_eq!(r["timed_out"], false);
+
+    // Background commands return at once with a job id.
+    let (status, bg) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": id, "command": "sleep 30", "background": true }),
+        )
+        .await;
+    assert_eq!(status, 200, "{bg}");
+    assert!(bg["job_id"].is_string(), "{bg}");
+
+    // write-file / read-file, including an empty file.
+    let (status, w) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": id, "path": "notes/hello.txt", "content": "héllo\nworld\n" }),
+        )
+        .await;
+    assert_eq!((status, w["success"].as_bool()), (200, Some(true)), "{w}");
+    let (status, w) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": id, "path": "empty.txt", "content": "" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let (status, r) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "notes/hello.txt" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["content"], "héllo\nworld\n");
+    assert_eq!(r["success"], true);
+    let (_, r) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "empty.txt" }),
+        )
+        .await;
+    assert_eq!(r["content"], "");
+    // A command sees what write-file wrote: one workspace, one data path.
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+
+    // status, expose-port.
+    let (status, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (st["status"].as_str(), st["sandbox_id"].as_str()),
+        (Some("running"), Some(id.as_str()))
+    );
+    let (status, port) = s
+        .post(
+            "/sandboxes/expose-port",
+            json!({ "sandbox_id": id, "port": 3000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(port["url"], "http://127.0.0.1:3000");
+
+    // SIGKILL the control plane: the sandbox keeps running and is re-adopted.
+    s.kill_and_restart();
+    let (status, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["status"], "running");
+    assert_eq!(st["mcp_url"], mcp_url.as_str());
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+
+    // Pause: the process stops, commands answer 409, the files stay.
+    let (status, p) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["status"], "paused");
+    assert!(
+        s.sandbox_processes().is_empty(),
+        "paused sandbox still has processes"
+    );
+    let (status, e) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": id, "command": "true" }),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(e["error"]["code"], "conflict");
+    let (status, _) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(status, 409, "pausing twice is a state error");
+
+    // Graceful restart while paused: still there, still paused.
+    s.restart();
+    let (status, list) = s.get("/sandboxes").await;
+    assert_eq!(status, 200);
+    let all = list["sandboxes"].as_array().unwrap();
+    assert_eq!(all.len(), 1, "nothing lost, nothing duplicated: {list}");
+    assert_eq!(all[0]["status"], "paused");
+
+    // Resume: same workspace, same port when it is free.
+    let (status, r) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["status"], "running");
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+    let (status, _) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+    assert_eq!(status, 409, "resuming a running sandbox is a state error");
+
+    // A graceful stop pauses running sandboxes (no orphans); connect resumes.
+    s.restart();
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(st["status"], "paused");
+    let (status, c) = s
+        .post("/sandboxes/connect", json!({ "sandbox_id": id }))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (c["success"].as_bool(), c["status"].as_str()),
+        (Some(true), Some("running"))
+    );
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+
+    // Timeout extension.
+    let (status, t) = s
+        .post(
+            &format!("/sandboxes/{id}/timeout"),
+            json!({ "timeout_secs": 7200 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["timeout_secs"], 7200);
+    let left = t["expires_at"].as_i64().unwrap() - t["created_at"].as_i64().unwrap();
+    assert!(left >= 7200, "expiry not pushed forward: {t}");
+
+    // Delete, then delete again: 404, never 500.
+    let (status, d) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(d["success"], true);
+    let (status, d) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert_eq!(status, 404, "{d}");
+    assert_eq!(d["error"]["code"], "not_found");
+    let (status, _) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(status, 404);
+    assert!(
+        s.sandbox_processes().is_empty(),
+        "deleted sandbox left processes"
+    );
+    assert!(
+        !s.data_dir().join("sandboxes").join(&id).exists(),
+        "workspace not removed"
+    );
+
+    // And after a restart it stays deleted.
+    s.kill_and_restart();
+    let (_, list) = s.get("/sandboxes").await;
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_whose_process_died_is_paused_and_can_be_deleted() {
+    let s = Server::start();
+    let id = s.create("bob").await;
+    let pids = s.sandbox_processes();
+    assert_eq!(pids.len(), 1, "one mcp-tools per sandbox: {pids:?}");
+    unsafe {
+        libc::kill(pids[0] as i32, libc::SIGKILL);
+    }
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            s.get(&format!("/sandboxes/{id}/status")).await.1["status"] == "paused"
+        })
+        .await,
+        "a dead sandbox should be reported paused"
+    );
+    // Its workspace disappears too: delete must still work.
+    std::fs::remove_dir_all(s.data_dir().join("sandboxes").join(&id)).unwrap();
+    let (status, body) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_pauses_or_deletes_expired_sandboxes() {
+    let pausing = Server::start_with(Options {
+        extra_args: vec!["--reaper-interval-secs".into(), "1".into()],
+        ..Options::default()
+    });
+    let deleting = Server::start_with(Options {
+        extra_args: vec![
+            "--reaper-interval-secs".into(),
+            "1".into(),
+            "--on-expire".into(),
+            "delete".into(),
+        ],
+        ..Options::default()
+    });
+    let short = json!({ "user_id": "u", "timeout_secs": 1 });
+    let (_, a) = pausing.post("/sandboxes/create", short.clone()).await;
+    let (_, keep) = pausing
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "u", "timeout_secs": 600 }),
+        )
+        .await;
+    let (_, b) = deleting.post("/sandboxes/create", short).await;
+    let (a, keep, b) = (
+        a["sandbox_id"].as_str().unwrap().to_string(),
+        keep["sandbox_id"].as_str().unwrap().to_string(),
+        b["sandbox_id"].as_str().unwrap().to_string(),
+    );
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            pausing.get(&format!("/sandboxes/{a}/status")).await.1["status"] == "paused"
+        })
+        .await,
+        "expired sandbox not paused"
+    );
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            deleting.get(&format!("/sandboxes/{b}/status")).await.0 == 404
+        })
+        .await,
+        "expired sandbox not deleted"
+    );
+    let (_, st) = pausing.get(&format!("/sandboxes/{keep}/status")).await;
+    assert_eq!(
+        st["status"], "running",
+        "a sandbox within its timeout was touched"
+    );
+    assert!(deleting.sandbox_processes().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_document_lists_the_endpoints() {
+    let s = Server::start();
+    let (status, doc) = s.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    for path in [
+        "/sandboxes/create",
+        "/sandboxes/run-command",
+        "/sandboxes/read-file",
+        "/sandboxes/{id}/status",
+        "/sandboxes/{id}/pause",
+        "/sandboxes",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
+    }
+    assert!(
+        doc["components"]["schemas"]["RunCommandResponse"]["properties"]["exit_code"].is_object()
+    );
+}
