@@ -114,6 +114,30 @@ impl Workspace {
     /// inside it. The path need not exist: its missing tail is kept as
     /// written, after its existing head has been resolved.
     pub fn resolve(&self, input: &str) -> Result<WorkspacePath, ToolError> {
+        let lexical = self.lexical(input)?;
+        self.resolve_lexical(input, lexical)
+    }
+
+    /// Like [`Workspace::resolve`], but a symlink in the last component is
+    /// not followed: the result names the link itself. For operations on
+    /// names (move, delete) rather than on contents.
+    pub fn resolve_link(&self, input: &str) -> Result<WorkspacePath, ToolError> {
+        let lexical = self.lexical(input)?;
+        let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name()) else {
+            return Ok(self.root_path());
+        };
+        let parent = self.resolve_lexical(input, parent.to_path_buf())?;
+        let rel = if parent.is_root() {
+            PathBuf::from(name)
+        } else {
+            parent.rel.join(name)
+        };
+        Ok(WorkspacePath { rel })
+    }
+
+    /// Checks `input` without touching the disk: no NUL, no absolute path
+    /// elsewhere, no `..` above the root. Returns it relative to the root.
+    fn lexical(&self, input: &str) -> Result<PathBuf, ToolError> {
         let outside = |reason| ToolError::OutsideWorkspace {
             path: input.to_owned(),
             reason,
@@ -148,6 +172,11 @@ impl Workspace {
                 }
             }
         }
+        Ok(lexical)
+    }
+
+    /// Resolves the symlinks on a lexically checked path.
+    fn resolve_lexical(&self, input: &str, lexical: PathBuf) -> Result<WorkspacePath, ToolError> {
         if lexical.as_os_str().is_empty() {
             return Ok(self.root_path());
         }
@@ -231,6 +260,16 @@ mod tests {
         std::fs::write(tmp.path().join("a/f.txt"), "x").unwrap();
         let ws = Workspace::open(tmp.path()).unwrap();
         (tmp, ws)
+    }
+
+    #[test]
+    fn resolve_link_keeps_the_last_component() {
+        let (_tmp, ws) = ws();
+        std::os::unix::fs::symlink("/etc", ws.root().join("out")).unwrap();
+        assert_eq!(ws.resolve_link("out").unwrap().display(), "out");
+        assert!(ws.resolve_link("out/x").is_err());
+        assert!(ws.resolve_link("..").is_err());
+        assert!(ws.resolve_link(".").unwrap().is_root());
     }
 
     #[test]

@@ -2,7 +2,11 @@
 //! and calls them.
 
 mod command;
+mod edit;
 mod files;
+mod grep;
+mod jobs;
+mod paths;
 mod search;
 
 use std::sync::Arc;
@@ -12,7 +16,7 @@ use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    JsonObject, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -35,14 +39,24 @@ pub struct State {
 pub struct Tools {
     state: Arc<State>,
     router: Arc<ToolRouter<Tools>>,
+    /// The tools/list answer, built once.
+    listed: Arc<Vec<Tool>>,
 }
 
 impl Tools {
     pub fn new(state: Arc<State>) -> Self {
-        let router = Self::files_router() + Self::command_router() + Self::search_router();
+        let router = Self::files_router()
+            + Self::edit_router()
+            + Self::paths_router()
+            + Self::search_router()
+            + Self::grep_router()
+            + Self::command_router()
+            + Self::jobs_router();
+        let listed = router.list_all().into_iter().map(compact).collect();
         Tools {
             state,
             router: Arc::new(router),
+            listed: Arc::new(listed),
         }
     }
 }
@@ -63,7 +77,7 @@ impl ServerHandler for Tools {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, rmcp::ErrorData> {
-        Ok(ListToolsResult::with_all_items(self.router.list_all()))
+        Ok(ListToolsResult::with_all_items(self.listed.to_vec()))
     }
 
     fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
@@ -96,6 +110,20 @@ impl ServerHandler for Tools {
         );
         result
     }
+}
+
+/// Drops the `$schema` keys from a tool's schemas: clients know the
+/// dialect, and a model reads every byte of tools/list on every turn.
+fn compact(mut tool: Tool) -> Tool {
+    tool.input_schema = without_dialect(&tool.input_schema);
+    tool.output_schema = tool.output_schema.as_ref().map(without_dialect);
+    tool
+}
+
+fn without_dialect(schema: &Arc<JsonObject>) -> Arc<JsonObject> {
+    let mut schema = (**schema).clone();
+    schema.remove("$schema");
+    Arc::new(schema)
 }
 
 /// A successful tool result: `text` for the model to read, `data` as the

@@ -10,7 +10,7 @@ use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub type Client = RunningService<RoleClient, ()>;
 
@@ -21,6 +21,7 @@ pub struct Server {
     pub token: Option<String>,
     pub workspace: PathBuf,
     pub state_dir: PathBuf,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
     _tmp: tempfile::TempDir,
 }
 
@@ -29,6 +30,8 @@ pub struct Options {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub extra_args: Vec<String>,
+    /// Collect the server's log lines at this level (readable with `logs()`).
+    pub log_level: Option<&'static str>,
 }
 
 impl Server {
@@ -61,17 +64,36 @@ impl Server {
             .args(&opts.extra_args)
             .env_remove("MCP_AUTH_TOKEN")
             .env_remove("RUST_LOG")
-            .env("MCP_LOG_LEVEL", "warn")
+            .env("MCP_LOG_LEVEL", opts.log_level.unwrap_or("warn"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit());
+            .stderr(if opts.log_level.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            });
         if let Some(token) = &opts.token {
             cmd.arg("--token").arg(token);
         }
         if let Some(path) = &opts.token_file {
             cmd.arg("--token-file").arg(path);
         }
-        let child = cmd.spawn().expect("start mcp-tools");
+        let mut child = cmd.spawn().expect("start mcp-tools");
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stderr)
+                    .lines()
+                    .map_while(Result::ok)
+                {
+                    let mut logs = logs.lock().unwrap();
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            });
+        }
         let started = Instant::now();
         let addr = loop {
             if let Ok(addr) = std::fs::read_to_string(&addr_file) {
@@ -89,8 +111,14 @@ impl Server {
             token: opts.token,
             workspace,
             state_dir,
+            logs,
             _tmp: tmp,
         }
+    }
+
+    /// What the server has logged so far (with `Options::log_level`).
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
     }
 
     pub fn url(&self) -> String {
@@ -202,4 +230,69 @@ pub fn write(path: &Path, content: &str) {
         std::fs::create_dir_all(parent).unwrap();
     }
     std::fs::write(path, content).unwrap();
+}
+
+/// A hand-made MCP session over plain HTTP, for what the client library
+/// does not expose (sending notifications/cancelled for a request).
+pub struct RawSession {
+    http: reqwest::Client,
+    url: String,
+    session_id: String,
+}
+
+impl RawSession {
+    pub async fn open(server: &Server) -> RawSession {
+        let http = reqwest::Client::new();
+        let mut raw = RawSession {
+            http,
+            url: server.url(),
+            session_id: String::new(),
+        };
+        let resp = raw
+            .post(
+                json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"}}}),
+            )
+            .await;
+        raw.session_id = resp.headers()["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        resp.bytes().await.unwrap();
+        raw.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await;
+        raw
+    }
+
+    pub async fn post(&self, body: Value) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .body(body.to_string());
+        if !self.session_id.is_empty() {
+            req = req.header("mcp-session-id", &self.session_id);
+        }
+        let resp = req.send().await.expect("POST /mcp");
+        assert!(resp.status().is_success(), "POST /mcp: {}", resp.status());
+        resp
+    }
+
+    /// Calls a tool with request id `id` and returns the raw answer body.
+    pub async fn call(&self, id: u64, tool: &str, args: Value) -> String {
+        let body = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": tool, "arguments": args}});
+        self.post(body).await.text().await.unwrap()
+    }
+
+    pub async fn cancel(&self, id: u64) {
+        self.post(
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": "test"}}),
+        )
+        .await;
+    }
 }

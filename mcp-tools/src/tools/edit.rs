@@ -1,0 +1,169 @@
+//! edit_file: exact string replacement, with a precondition on the file's hash.
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::files::{blocking, hex, write_atomic};
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+use crate::output::looks_binary;
+use crate::workspace::op_error;
+
+/// Lines of context shown around an edit.
+const SNIPPET_CONTEXT: usize = 3;
+/// Lines listed when a string occurs more than once.
+const MAX_LISTED_LINES: usize = 20;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EditFileArgs {
+    /// File path, relative to the workspace root.
+    pub path: String,
+    /// Exact text to replace, including whitespace and indentation.
+    pub old_string: String,
+    /// Text to put in its place.
+    pub new_string: String,
+    /// Replace every occurrence; otherwise old_string must occur exactly once.
+    #[serde(default)]
+    pub replace_all: bool,
+    /// Refuse the edit unless the file's SHA-256 is this (from read_file),
+    /// so an edit never lands on a file that changed since it was read.
+    pub expected_sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct EditFileOutput {
+    pub path: String,
+    pub replacements: usize,
+    /// Line where the first replacement starts.
+    pub first_line: usize,
+    /// SHA-256 of the file after the edit.
+    pub sha256: String,
+    /// Numbered lines around the first replacement.
+    pub snippet: String,
+}
+
+#[tool_router(router = edit_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Replace exact text in a file. old_string must occur exactly once unless \
+            replace_all=true; the error says how often and on which lines it occurs. Keeps line \
+            endings and mode, writes atomically. expected_sha256 (from read_file) refuses the edit \
+            if the file changed since it was read. Returns the edited lines, numbered.",
+        output_schema = schema::<EditFileOutput>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    pub async fn edit_file(&self, Parameters(args): Parameters<EditFileArgs>) -> ToolResult {
+        let path = self.state.workspace.resolve(&args.path)?;
+        if args.old_string.is_empty() {
+            return Err(ToolError::InvalidArgument(
+                "old_string is empty; use write_file to create a file or replace all of it"
+                    .to_owned(),
+            ));
+        }
+        if args.old_string == args.new_string {
+            return Err(ToolError::InvalidArgument(
+                "old_string and new_string are the same; nothing to change".to_owned(),
+            ));
+        }
+        let state = self.state.clone();
+        blocking(move || {
+            let ws = &state.workspace;
+            let shown = path.display();
+            let bytes = ws.dir().read(path.rel()).map_err(|e| op_error("reading", &path, e))?;
+            let hash = hex(&Sha256::digest(&bytes));
+            if let Some(expected) = &args.expected_sha256
+                && !expected.trim().eq_ignore_ascii_case(&hash)
+            {
+                return Err(ToolError::Failed(format!(
+                    "'{shown}' changed since it was read (its sha256 is now {hash}); read it again before editing"
+                )));
+            }
+            if looks_binary(&bytes) {
+                return Err(ToolError::Binary { path: shown, size: bytes.len() as u64 });
+            }
+            let text = String::from_utf8(bytes).map_err(|_| {
+                ToolError::InvalidArgument(format!(
+                    "'{shown}' is not valid UTF-8; edit_file only edits text (use write_file or run_command)"
+                ))
+            })?;
+
+            // A model writes "\n"; in a CRLF file the same text has "\r\n".
+            let crlf = text.contains("\r\n");
+            let convert = |s: &str| {
+                if crlf && !s.contains('\r') {
+                    s.replace('\n', "\r\n")
+                } else {
+                    s.to_owned()
+                }
+            };
+            let (old, new) = (convert(&args.old_string), convert(&args.new_string));
+
+            let starts: Vec<usize> = text.match_indices(&old).map(|(i, _)| i).collect();
+            let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
+            match starts.len() {
+                0 => {
+                    return Err(ToolError::Failed(format!(
+                        "old_string was not found in '{shown}'; it must match exactly, including \
+                         whitespace and indentation (read_file shows the current text)"
+                    )));
+                }
+                n if n > 1 && !args.replace_all => {
+                    let lines: Vec<String> = starts
+                        .iter()
+                        .take(MAX_LISTED_LINES)
+                        .map(|&s| line_of(s).to_string())
+                        .collect();
+                    let more = if n > MAX_LISTED_LINES { ", ..." } else { "" };
+                    return Err(ToolError::Failed(format!(
+                        "old_string occurs {n} times in '{shown}' (lines {}{more}); include more \
+                         surrounding text to make it unique, or set replace_all=true",
+                        lines.join(", ")
+                    )));
+                }
+                _ => {}
+            }
+            let edited = if args.replace_all {
+                text.replace(&old, &new)
+            } else {
+                text.replacen(&old, &new, 1)
+            };
+            write_atomic(ws, &path, edited.as_bytes())?;
+
+            let first_line = line_of(starts[0]);
+            let new_lines = new.matches('\n').count() + 1;
+            let snippet = numbered_lines(
+                &edited,
+                first_line.saturating_sub(SNIPPET_CONTEXT).max(1),
+                first_line + new_lines - 1 + SNIPPET_CONTEXT,
+            );
+            let out = EditFileOutput {
+                path: shown,
+                replacements: if args.replace_all { starts.len() } else { 1 },
+                first_line,
+                sha256: hex(&Sha256::digest(edited.as_bytes())),
+                snippet,
+            };
+            let text = format!(
+                "Edited {} ({} replacement{}):\n{}",
+                out.path,
+                out.replacements,
+                if out.replacements == 1 { "" } else { "s" },
+                out.snippet
+            );
+            Ok(success(text, &out))
+        })
+        .await
+    }
+}
+
+/// Lines `from..=to` (1-based) of `text`, numbered like `cat -n`.
+fn numbered_lines(text: &str, from: usize, to: usize) -> String {
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate().skip(from - 1).take(to + 1 - from) {
+        out.push_str(&format!("{:>6}\t{}\n", i + 1, line.trim_end_matches('\r')));
+    }
+    out
+}

@@ -1,0 +1,407 @@
+//! Tools for background processes started by run_command(background=true):
+//! process_output, process_wait, process_input, process_kill, process_list.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+use crate::output::rfc3339;
+use crate::process::{ExitInfo, Job, parse_signal};
+
+/// Default and largest output returned by one process_output call.
+const DEFAULT_OUTPUT_CHARS: usize = 30_000;
+const MAX_OUTPUT_CHARS: usize = 200_000;
+/// Longest a call may wait.
+const MAX_WAIT_MS: u64 = 600_000;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessOutputArgs {
+    /// Process id from run_command (e.g. "p1").
+    pub id: String,
+    /// Byte offset to read from; pass the previous call's next_offset to get only new output.
+    #[serde(default)]
+    pub since: u64,
+    /// Wait up to this many ms for new output or exit when there is none yet.
+    #[serde(default)]
+    pub wait_ms: u64,
+    /// Most bytes of output to return (default 30000).
+    pub max_chars: Option<usize>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessStatus {
+    pub id: String,
+    pub pid: u32,
+    pub command: String,
+    pub running: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Start time, RFC 3339 UTC.
+    pub started: String,
+    /// Bytes of output so far.
+    pub output_bytes: u64,
+    pub log_path: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessOutputOutput {
+    #[serde(flatten)]
+    pub status: ProcessStatus,
+    /// Output (stdout and stderr interleaved) from `from` to `next_offset`.
+    pub output: String,
+    pub from: u64,
+    /// Pass as `since` next time.
+    pub next_offset: u64,
+    /// More output is already available after next_offset.
+    pub more: bool,
+    /// Bytes after `since` that were dropped from memory (the log file has them).
+    pub dropped: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessWaitArgs {
+    /// Process id from run_command.
+    pub id: String,
+    /// Return as soon as the output (from `since` on) matches this regex, e.g. "Listening on".
+    pub until_regex: Option<String>,
+    /// Byte offset the regex is matched from (default 0: all output).
+    #[serde(default)]
+    pub since: u64,
+    /// Give up after this many ms (default 30000, max 600000).
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessWaitOutput {
+    #[serde(flatten)]
+    pub status: ProcessStatus,
+    /// Why the wait ended: matched, exited or timeout.
+    pub reason: String,
+    /// The text the regex matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<String>,
+    /// The last lines of output.
+    pub tail: String,
+    pub waited_ms: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessInputArgs {
+    /// Process id from run_command.
+    pub id: String,
+    /// Text to write to its stdin (add "\n" to end a line).
+    #[serde(default)]
+    pub data: String,
+    /// Close stdin afterwards (end of input).
+    #[serde(default)]
+    pub close_stdin: bool,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessInputOutput {
+    pub id: String,
+    pub bytes_written: usize,
+    pub stdin_closed: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessKillArgs {
+    /// Process id from run_command.
+    pub id: String,
+    /// TERM (default), KILL, INT, HUP, QUIT, USR1, USR2, STOP or CONT.
+    #[serde(default = "default_signal")]
+    pub signal: String,
+}
+
+fn default_signal() -> String {
+    "TERM".to_owned()
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessListOutput {
+    pub processes: Vec<ProcessStatus>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct NoArgs {}
+
+fn status(job: &Job) -> ProcessStatus {
+    let exit = job.exit();
+    ProcessStatus {
+        id: job.id.clone(),
+        pid: job.pid,
+        command: job.command.clone(),
+        running: exit.is_none(),
+        exit_code: exit.and_then(|e| e.exit_code),
+        signal: exit.and_then(|e| e.signal),
+        started: rfc3339(job.started),
+        output_bytes: job.total_output(),
+        log_path: job.log_path.display().to_string(),
+    }
+}
+
+fn describe(exit: Option<ExitInfo>) -> String {
+    exit.map_or_else(|| "running".to_owned(), |e| format!("exited ({e})"))
+}
+
+impl Tools {
+    fn job(&self, id: &str) -> Result<Arc<Job>, ToolError> {
+        self.state.jobs.get(id).ok_or_else(|| {
+            ToolError::InvalidArgument(format!(
+                "no process with id {id:?}; process_list shows the ones kept"
+            ))
+        })
+    }
+}
+
+#[tool_router(router = jobs_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Read a background process's output from byte offset `since` (use the \
+            previous next_offset to get only what is new), optionally waiting up to wait_ms for \
+            some. Says whether it is still running and how it exited.",
+        output_schema = schema::<ProcessOutputOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_output(
+        &self,
+        Parameters(args): Parameters<ProcessOutputArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let job = self.job(&args.id)?;
+        let max = args.max_chars.unwrap_or(DEFAULT_OUTPUT_CHARS);
+        if max == 0 || max > MAX_OUTPUT_CHARS {
+            return Err(ToolError::InvalidArgument(format!(
+                "max_chars must be between 1 and {MAX_OUTPUT_CHARS}"
+            )));
+        }
+        if args.wait_ms > 0 {
+            let wait = Duration::from_millis(args.wait_ms.min(MAX_WAIT_MS));
+            tokio::select! {
+                () = job.wait_for_output(args.since, wait) => {}
+                () = context.ct.cancelled() => {}
+            }
+        }
+        let chunk = job.read(args.since, max);
+        let status = status(&job);
+        let more = chunk.next < chunk.total;
+        let mut text = chunk.text.clone();
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        if chunk.dropped > 0 {
+            text.insert_str(
+                0,
+                &format!(
+                    "[{} earlier bytes are no longer in memory; the log file {} has them]\n",
+                    chunk.dropped, status.log_path
+                ),
+            );
+        }
+        text.push_str(&format!(
+            "[{} {}; output bytes {}..{} of {}{}; next since={}]",
+            job.id,
+            describe(job.exit()),
+            chunk.from,
+            chunk.next,
+            chunk.total,
+            if more { ", more available" } else { "" },
+            chunk.next
+        ));
+        let out = ProcessOutputOutput {
+            status,
+            output: chunk.text,
+            from: chunk.from,
+            next_offset: chunk.next,
+            more,
+            dropped: chunk.dropped,
+        };
+        Ok(success(text, &out))
+    }
+
+    #[tool(
+        description = "Wait for a background process: until it exits, or until its output matches \
+            until_regex (e.g. a server's \"listening on\" line), or timeout_ms passes. Use this \
+            instead of sleep loops.",
+        output_schema = schema::<ProcessWaitOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_wait(
+        &self,
+        Parameters(args): Parameters<ProcessWaitArgs>,
+        context: RequestContext<RoleServer>,
+    ) -> ToolResult {
+        let job = self.job(&args.id)?;
+        let timeout_ms = args.timeout_ms.unwrap_or(30_000);
+        if timeout_ms == 0 || timeout_ms > MAX_WAIT_MS {
+            return Err(ToolError::InvalidArgument(format!(
+                "timeout_ms must be between 1 and {MAX_WAIT_MS}"
+            )));
+        }
+        let regex = args
+            .until_regex
+            .as_deref()
+            .map(|r| {
+                regex::bytes::RegexBuilder::new(r)
+                    .multi_line(true)
+                    .size_limit(1 << 20)
+                    .build()
+                    .map_err(|e| ToolError::InvalidArgument(format!("invalid until_regex: {e}")))
+            })
+            .transpose()?;
+        let started = Instant::now();
+        let cancel = context.ct.clone();
+        let waited = tokio::time::timeout(
+            Duration::from_millis(timeout_ms),
+            job.wait_until(args.since, regex.as_ref(), &cancel),
+        )
+        .await;
+        let (reason, matched) = match waited {
+            Ok(Some(m)) => ("matched", Some(m)),
+            Ok(None) if cancel.is_cancelled() => ("cancelled", None),
+            Ok(None) => ("exited", None),
+            Err(_) => ("timeout", None),
+        };
+        let total = job.total_output();
+        let tail = job.read(total.saturating_sub(2000), 2000).text;
+        let tail = tail
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        let waited_ms = started.elapsed().as_millis() as u64;
+        let headline = match reason {
+            "matched" => format!("{} output matched after {waited_ms} ms", job.id),
+            "timeout" => format!("{} still waiting after {timeout_ms} ms (timeout)", job.id),
+            "cancelled" => format!("{} wait cancelled", job.id),
+            _ => format!("{} {}", job.id, describe(job.exit())),
+        };
+        let text = format!(
+            "{headline}; process is {}.\nLast output:\n{tail}",
+            describe(job.exit())
+        );
+        let out = ProcessWaitOutput {
+            status: status(&job),
+            reason: reason.to_owned(),
+            matched,
+            tail,
+            waited_ms,
+        };
+        Ok(success(text, &out))
+    }
+
+    #[tool(
+        description = "Write text to a background process's stdin; close_stdin=true sends end of input.",
+        output_schema = schema::<ProcessInputOutput>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    pub async fn process_input(
+        &self,
+        Parameters(args): Parameters<ProcessInputArgs>,
+    ) -> ToolResult {
+        let job = self.job(&args.id)?;
+        if !job.is_running() {
+            return Err(ToolError::Failed(format!(
+                "{} has already {}; it reads no more input",
+                job.id,
+                describe(job.exit())
+            )));
+        }
+        job.write_stdin(args.data.as_bytes(), args.close_stdin)
+            .await
+            .map_err(ToolError::Failed)?;
+        let out = ProcessInputOutput {
+            id: job.id.clone(),
+            bytes_written: args.data.len(),
+            stdin_closed: args.close_stdin,
+        };
+        let text = format!(
+            "Wrote {} bytes to {}'s stdin{}",
+            out.bytes_written,
+            job.id,
+            if args.close_stdin {
+                " and closed it"
+            } else {
+                ""
+            }
+        );
+        Ok(success(text, &out))
+    }
+
+    #[tool(
+        description = "Send a signal (default TERM) to a background process and everything it started.",
+        output_schema = schema::<ProcessStatus>(),
+        annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_kill(&self, Parameters(args): Parameters<ProcessKillArgs>) -> ToolResult {
+        let job = self.job(&args.id)?;
+        let signal = parse_signal(&args.signal).ok_or_else(|| {
+            ToolError::InvalidArgument(format!(
+                "unknown signal {:?}; use TERM, KILL, INT, HUP, QUIT, USR1, USR2, STOP or CONT",
+                args.signal
+            ))
+        })?;
+        if job.is_running() {
+            job.signal(signal)
+                .map_err(|e| ToolError::Failed(format!("signalling {} failed: {e}", job.id)))?;
+            // Give the process a moment to go, so the status says so.
+            job.wait_for_output(u64::MAX, Duration::from_millis(500))
+                .await;
+        }
+        let status = status(&job);
+        let text = format!(
+            "Sent SIG{} to {}; it is {}",
+            args.signal
+                .trim()
+                .to_ascii_uppercase()
+                .trim_start_matches("SIG"),
+            job.id,
+            describe(job.exit())
+        );
+        Ok(success(text, &status))
+    }
+
+    #[tool(
+        description = "List background processes: running ones and recently finished ones with their exit status.",
+        output_schema = schema::<ProcessListOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_list(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
+        let processes: Vec<ProcessStatus> =
+            self.state.jobs.list().iter().map(|j| status(j)).collect();
+        let text = if processes.is_empty() {
+            "No background processes".to_owned()
+        } else {
+            processes
+                .iter()
+                .map(|p| {
+                    let state = if p.running {
+                        "running".to_owned()
+                    } else {
+                        match (p.exit_code, p.signal) {
+                            (Some(c), _) => format!("exit {c}"),
+                            (None, Some(s)) => format!("signal {s}"),
+                            _ => "ended".to_owned(),
+                        }
+                    };
+                    format!("{}\tpid {}\t{state}\t{}", p.id, p.pid, p.command)
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        Ok(success(text, &ProcessListOutput { processes }))
+    }
+}

@@ -1,0 +1,198 @@
+//! grep through MCP: modes, filters, context, caps and paging.
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{Server, call, err, ok, text, write};
+use serde_json::{Value, json};
+
+fn tree(server: &Server) {
+    write(
+        &server.path("src/main.rs"),
+        "fn main() {\n    let todo = 1;\n    // TODO: more\n}\n",
+    );
+    write(
+        &server.path("src/lib.rs"),
+        "pub fn helper() {}\n// todo later\n",
+    );
+    write(&server.path("app.py"), "def main():\n    pass  # TODO\n");
+    write(&server.path("notes.md"), "nothing to see\n");
+    write(&server.path(".gitignore"), "build/\n");
+    write(&server.path("build/out.rs"), "// TODO generated\n");
+    write(&server.path(".hidden/x.rs"), "// TODO hidden\n");
+    std::fs::write(server.path("blob.bin"), b"TODO\x00\x01binary").unwrap();
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[tokio::test]
+async fn files_with_matches_is_the_default_newest_first() {
+    let server = Server::start();
+    let client = server.client().await;
+    tree(&server);
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    for f in ["src/main.rs", "src/lib.rs"] {
+        std::fs::File::options()
+            .write(true)
+            .open(server.path(f))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+    let out = ok(&call(&client, "grep", json!({"pattern": "TODO"})).await);
+    let files = strings(&out["results"]);
+    // Ignored, hidden and binary files are skipped.
+    assert_eq!(files, ["app.py", "src/main.rs"]);
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "todo", "case_insensitive": true}),
+    )
+    .await);
+    assert_eq!(out["files_matched"], 3);
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "TODO", "hidden": true, "no_ignore": true}),
+    )
+    .await);
+    let mut files = strings(&out["results"]);
+    files.sort();
+    assert_eq!(
+        files,
+        [".hidden/x.rs", "app.py", "build/out.rs", "src/main.rs"]
+    );
+}
+
+#[tokio::test]
+async fn content_mode_shows_numbered_lines_and_context() {
+    let server = Server::start();
+    let client = server.client().await;
+    tree(&server);
+    let result = call(
+        &client,
+        "grep",
+        json!({"pattern": "TODO", "output_mode": "content", "path": "src"}),
+    )
+    .await;
+    let out = ok(&result);
+    assert_eq!(strings(&out["results"]), ["main.rs:3:    // TODO: more"]);
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "let todo", "output_mode": "content", "context": 1, "path": "src/main.rs"}),
+    )
+    .await);
+    assert_eq!(
+        strings(&out["results"]),
+        [
+            "main.rs-1-fn main() {",
+            "main.rs:2:    let todo = 1;",
+            "main.rs-3-    // TODO: more"
+        ]
+    );
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "TODO", "output_mode": "content", "line_numbers": false, "glob": "*.py"}),
+    )
+    .await);
+    assert_eq!(strings(&out["results"]), ["app.py:    pass  # TODO"]);
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "TODO", "type": "rust", "output_mode": "count"}),
+    )
+    .await);
+    assert_eq!(strings(&out["results"]), ["src/main.rs:1"]);
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "main\\(\\).*?pass", "multiline": true, "output_mode": "content"}),
+    )
+    .await);
+    assert_eq!(
+        strings(&out["results"]),
+        ["app.py:1:def main():", "app.py:2:    pass  # TODO"]
+    );
+}
+
+#[tokio::test]
+async fn results_are_capped_and_paged() {
+    let server = Server::start();
+    let client = server.client().await;
+    let body: String = (0..1000).map(|i| format!("match {i}\n")).collect();
+    write(&server.path("many.txt"), &body);
+
+    let result = call(
+        &client,
+        "grep",
+        json!({"pattern": "match", "output_mode": "content"}),
+    )
+    .await;
+    let out = ok(&result);
+    assert_eq!(out["total"], 1000);
+    assert_eq!(out["results"].as_array().unwrap().len(), 250);
+    assert_eq!(out["truncated"], true);
+    assert!(
+        text(&result).contains("continue with offset=250"),
+        "{}",
+        text(&result)
+    );
+
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "match", "output_mode": "content", "offset": 990, "head_limit": 50}),
+    )
+    .await);
+    let results = strings(&out["results"]);
+    assert_eq!(results.len(), 10);
+    assert_eq!(results[0], "many.txt:991:match 990");
+
+    // One huge line cannot flood the answer either.
+    write(
+        &server.path("wide.txt"),
+        &format!("needle {}\n", "y".repeat(100_000)),
+    );
+    let result = call(
+        &client,
+        "grep",
+        json!({"pattern": "needle", "output_mode": "content"}),
+    )
+    .await;
+    assert!(text(&result).len() < 2_000, "{} chars", text(&result).len());
+}
+
+#[tokio::test]
+async fn bad_patterns_and_types_are_tool_errors() {
+    let server = Server::start();
+    let client = server.client().await;
+    let msg = err(&call(&client, "grep", json!({"pattern": "(unclosed"})).await);
+    assert!(msg.contains("invalid regex"), "{msg}");
+    let msg = err(&call(&client, "grep", json!({"pattern": "x", "type": "klingon"})).await);
+    assert!(msg.contains("type"), "{msg}");
+    let msg = err(&call(&client, "grep", json!({"pattern": "x", "path": "missing"})).await);
+    assert!(msg.contains("does not exist"), "{msg}");
+    let msg = err(&call(&client, "grep", json!({"pattern": "x", "head_limit": 0})).await);
+    assert!(msg.contains("head_limit"), "{msg}");
+}
+
+#[tokio::test]
+async fn tool_list_stays_small() {
+    let server = Server::start();
+    let client = server.client().await;
+    let tools = client.list_all_tools().await.unwrap();
+    let bytes = serde_json::to_vec(&tools).unwrap().len();
+    assert!(bytes < 24 * 1024, "tools/list is {bytes} bytes");
+    assert!(tools.len() >= 15, "{} tools", tools.len());
+}
