@@ -195,6 +195,8 @@ pub struct HealthResponse {
     pub status: String,
     pub version: String,
     pub provider: String,
+    /// Whether sandboxes are isolated from each other and from this machine.
+    pub isolated: bool,
 }
 
 /// Body of every error answer.

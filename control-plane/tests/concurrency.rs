@@ -33,7 +33,7 @@ async fn twenty_sandboxes_created_concurrently_are_isolated_and_cleaned_up() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 20);
-    assert_eq!(s.sandbox_processes().len(), 20, "one process per sandbox");
+    assert_eq!(s.sandbox_servers().len(), 20, "one mcp-tools per sandbox");
     let (_, list) = s.get("/sandboxes?limit=100").await;
     assert_eq!(list["sandboxes"].as_array().unwrap().len(), 20);
 

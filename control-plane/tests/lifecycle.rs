@@ -220,7 +220,7 @@ async fn create_run_files_pause_resume_delete_across_restarts() {
 async fn a_sandbox_whose_process_died_is_paused_and_can_be_deleted() {
     let s = Server::start();
     let id = s.create("bob").await;
-    let pids = s.sandbox_processes();
+    let pids = s.sandbox_servers();
     assert_eq!(pids.len(), 1, "one mcp-tools per sandbox: {pids:?}");
     unsafe {
         libc::kill(pids[0] as i32, libc::SIGKILL);

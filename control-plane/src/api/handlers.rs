@@ -17,6 +17,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         provider: state.manager.provider().name().into(),
+        isolated: state.manager.provider().capabilities().isolated,
     })
 }
 

@@ -162,10 +162,20 @@ impl LocalProvider {
             .current_dir(dir.join("workspace"))
             .stdin(Stdio::null())
             .stdout(log)
-            .stderr(log2)
-            // Its own process group: a Ctrl-C on the terminal reaches only the
-            // control plane, and stopping signals the whole group.
-            .process_group(0);
+            .stderr(log2);
+        // A session of its own (so also a process group): a Ctrl-C on the
+        // terminal reaches only the control plane, the sandbox has no
+        // controlling terminal to inject keystrokes into, and stopping can
+        // signal the whole group.
+        // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             Error::Upstream(format!("cannot start {}: {e}", self.mcp_tools.display()))
         })?;
@@ -253,7 +263,7 @@ impl Provider for LocalProvider {
         match &self.bwrap {
             Some(b) => format!(
                 "local sandboxes run {} under {} (isolation on: each sees the machine read-only, \
-                 its own folder read-write, and not the other sandboxes)",
+                 its own folder read-write, its own processes, and not the other sandboxes)",
                 self.mcp_tools.display(),
                 b.display()
             ),
@@ -370,7 +380,13 @@ fn bwrap_args(sandboxes_dir: &Path, dir: &Path, mcp_tools: &Path) -> Vec<std::ff
         mcp_tools.as_os_str(),
         mcp_tools.as_os_str(),
     ]);
-    push(&["--unshare-ipc".as_ref(), "--unshare-uts".as_ref()]);
+    // Its own pid namespace: it cannot see or signal other sandboxes' processes.
+    // The network stays shared: mcp-tools must be reachable on loopback.
+    push(&[
+        "--unshare-pid".as_ref(),
+        "--unshare-ipc".as_ref(),
+        "--unshare-uts".as_ref(),
+    ]);
     push(&["--".as_ref()]);
     args
 }
@@ -488,6 +504,13 @@ async fn stop_pid(pid: u32, mut child: Option<&mut Child>) {
             None => !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid),
         };
         if gone {
+            // Whatever is left in the group gets no grace: under bwrap that is
+            // the pid namespace's init, which ignores SIGTERM and whose end
+            // takes every process of the sandbox with it.
+            // SAFETY: as above.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
             return;
         }
         if Instant::now() > deadline {

@@ -191,9 +191,22 @@ impl Server {
         body
     }
 
-    /// Pids of sandbox processes (mcp-tools) of this server.
+    /// Pids of every process of this server's sandboxes (bwrap included).
     pub fn sandbox_processes(&self) -> Vec<u32> {
         processes_mentioning(&self.data_dir().join("sandboxes"))
+    }
+
+    /// Pids of the mcp-tools servers of this server's sandboxes, one per running sandbox.
+    pub fn sandbox_servers(&self) -> Vec<u32> {
+        let bin = mcp_tools_bin();
+        let bin = bin.as_os_str().as_encoded_bytes();
+        self.sandbox_processes()
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|c| c.split(|b| *b == 0).next() == Some(bin))
+            })
+            .collect()
     }
 }
 
