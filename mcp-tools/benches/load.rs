@@ -7,7 +7,7 @@
 //! Prints p50/p99 latency and calls/s for each server and concurrency, and
 //! mcp-tools' figures as a ratio of the bare server's.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{ServerHandler, tool, tool_handler, tool_router};
 
-const TOKEN: &str = "bench-token";
+mod support;
+
+use support::Session;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -43,27 +45,7 @@ fn main() {
     let workspace = tmp.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
     std::fs::write(workspace.join("hello.txt"), "hello, world\n".repeat(8)).unwrap();
-    let addr_file = tmp.path().join("mcp-tools.addr");
-    let tools = Command::new(env!("CARGO_BIN_EXE_mcp-tools"))
-        .args([
-            "--port",
-            "0",
-            "--host",
-            "127.0.0.1",
-            "--token",
-            TOKEN,
-            "--log-level",
-            "warn",
-        ])
-        .arg("--workspace")
-        .arg(&workspace)
-        .arg("--state-dir")
-        .arg(tmp.path().join("state"))
-        .arg("--addr-file")
-        .arg(&addr_file)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start mcp-tools");
+    let (tools, tools_addr) = support::start_mcp_tools(&workspace, tmp.path());
     let bare_file = tmp.path().join("bare.addr");
     let bare = Command::new(std::env::current_exe().unwrap())
         .arg("--bare-server")
@@ -71,9 +53,8 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .expect("start the bare server");
-    let _guard = Kill(vec![tools, bare]);
-    let tools_addr = wait_for(&addr_file);
-    let bare_addr = wait_for(&bare_file);
+    let _guard = support::Kill(vec![tools, bare]);
+    let bare_addr = support::wait_for(&bare_file);
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     println!("read_file of a 104-byte file, {seconds} s per row, one MCP session per worker");
@@ -99,30 +80,6 @@ fn main() {
                 }
             );
         }
-    }
-}
-
-struct Kill(Vec<Child>);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn wait_for(path: &std::path::Path) -> String {
-    let start = Instant::now();
-    loop {
-        if let Ok(addr) = std::fs::read_to_string(path) {
-            return addr;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
@@ -165,77 +122,6 @@ async fn run(addr: &str, conc: usize, time: Duration) -> Figures {
         p50: pct(0.50),
         p99: pct(0.99),
         rate: all.len() as f64 / elapsed,
-    }
-}
-
-/// A raw MCP session over HTTP: a thin client, so that the figures are the
-/// server's, not a client library's.
-struct Session {
-    http: reqwest::Client,
-    url: Arc<str>,
-    session_id: String,
-}
-
-impl Session {
-    async fn open(url: &Arc<str>) -> Session {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .unwrap();
-        let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}}"#;
-        let resp = Self::post(&http, url, None, init).await;
-        let session_id = resp
-            .headers()
-            .get("mcp-session-id")
-            .expect("session id")
-            .to_str()
-            .unwrap()
-            .to_owned();
-        resp.bytes().await.unwrap();
-        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        Self::post(&http, url, Some(&session_id), initialized)
-            .await
-            .bytes()
-            .await
-            .unwrap();
-        Session {
-            http,
-            url: url.clone(),
-            session_id,
-        }
-    }
-
-    async fn post(
-        http: &reqwest::Client,
-        url: &str,
-        session: Option<&str>,
-        body: &str,
-    ) -> reqwest::Response {
-        let mut req = http
-            .post(url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("authorization", format!("Bearer {TOKEN}"))
-            .header("mcp-protocol-version", "2025-06-18")
-            .body(body.to_owned());
-        if let Some(id) = session {
-            req = req.header("mcp-session-id", id);
-        }
-        let resp = req.send().await.expect("request");
-        assert!(resp.status().is_success(), "status {}", resp.status());
-        resp
-    }
-
-    async fn read_file(&self, id: u64) {
-        let body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"read_file","arguments":{{"path":"hello.txt"}}}}}}"#
-        );
-        let resp = Self::post(&self.http, &self.url, Some(&self.session_id), &body).await;
-        let text = resp.text().await.unwrap();
-        assert!(
-            text.contains("hello, world") && !text.contains("\"isError\":true"),
-            "bad answer: {text}"
-        );
     }
 }
 
