@@ -6,8 +6,10 @@
 #       dist/mcp-tools and dist/control-plane, static x86_64 binaries
 #   docker build --platform linux/amd64 --target sandbox -t mcp-sandbox .
 #       the sandbox image: the E2B template's tools, mcp-tools as its command
+#   docker build --platform linux/amd64 --target control-plane-local -t control-plane-local .
+#       the control plane with the local provider: sandboxes in its container
 #   docker build --platform linux/amd64 --target control-plane -t control-plane .
-#       the control plane alone, on a distroless base
+#       the control plane alone, on a distroless base, for remote providers
 #
 # The binaries target x86_64-unknown-linux-musl (E2B's microVMs are x86_64);
 # on another host, keep --platform linux/amd64 so the build runs emulated
@@ -70,13 +72,27 @@ EXPOSE 6060
 HEALTHCHECK --interval=10s --timeout=3s CMD ["mcp-tools", "health"]
 CMD ["mcp-tools", "--port", "6060", "--workspace", "/home/user", "--state-dir", "/var/lib/mcp-tools"]
 
-# The control plane alone. Distroless static has CA certificates (for the
-# E2B API) and a nonroot user, and nothing else: no shell, so this image
-# suits remote providers (--provider e2b). The local provider runs
-# sandboxes on its own machine and needs mcp-tools and the sandbox's tools
-# beside it: build on the `sandbox` stage for that.
+# The control plane with the local provider, whose sandboxes are mcp-tools
+# processes beside it: the sandbox system plus the control plane (which
+# finds mcp-tools next to itself). Outside loopback the control plane wants
+# API keys and refuses to start without them:
+#   docker run -p 8080:8080 -e CONTROL_PLANE_API_KEYS=secret control-plane-local
+FROM sandbox AS control-plane-local
+COPY --from=builder /out/control-plane /usr/local/bin/control-plane
+ENV CONTROL_PLANE_HOST=0.0.0.0 \
+    CONTROL_PLANE_DATA_DIR=/home/user/.control-plane
+EXPOSE 8080
+HEALTHCHECK NONE
+CMD ["control-plane", "serve"]
+
+# The control plane alone, for remote providers (--provider e2b, not built
+# yet). Distroless static has CA certificates (for the E2B API) and a
+# nonroot user, and nothing else: no shell and no mcp-tools, so the local
+# provider cannot run here: use control-plane-local for that.
 FROM gcr.io/distroless/static-debian12:nonroot AS control-plane
 COPY --from=builder /out/control-plane /usr/local/bin/control-plane
+ENV CONTROL_PLANE_HOST=0.0.0.0 \
+    CONTROL_PLANE_DATA_DIR=/home/nonroot/control-plane-data
 WORKDIR /home/nonroot
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/control-plane"]

@@ -5,7 +5,7 @@
 #   ./stage.sh            build it here: cargo, musl target (needs rustup)
 #   ./stage.sh --docker   build it with Docker, from the root Dockerfile's
 #                         `artifacts` stage (needs only Docker)
-#   MCP_TOOLS_BIN=PATH ./stage.sh
+#   ./stage.sh --binary PATH
 #                         stage a binary that was built elsewhere
 set -euo pipefail
 
@@ -21,24 +21,30 @@ mode=cargo
 case "${1:-}" in
     "") ;;
     --docker) mode=docker ;;
+    --binary)
+        mode=binary
+        src="${2:?--binary needs the path of a static mcp-tools}"
+        ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
 esac
 
-if [[ -n "${MCP_TOOLS_BIN:-}" ]]; then
-    src="$MCP_TOOLS_BIN"
-elif [[ "$mode" == docker ]]; then
-    # E2B runs x86_64; --platform keeps the build right on an arm64 host.
-    (cd "$repo" && docker build --platform linux/amd64 --target artifacts \
-        --output type=local,dest=dist .)
-    src="$repo/dist/mcp-tools"
-else
-    if ! rustup target list --installed | grep -qx "$target"; then
-        rustup target add "$target"
-    fi
-    (cd "$repo" && cargo build --release --locked --target "$target" -p mcp-tools)
-    src="${CARGO_TARGET_DIR:-$repo/target}/$target/release/mcp-tools"
-fi
+case "$mode" in
+    binary) ;;
+    docker)
+        # E2B runs x86_64; --platform keeps the build right on an arm64 host.
+        (cd "$repo" && docker build --platform linux/amd64 --target artifacts \
+            --output type=local,dest=dist .)
+        src="$repo/dist/mcp-tools"
+        ;;
+    cargo)
+        if ! rustup target list --installed | grep -qx "$target"; then
+            rustup target add "$target"
+        fi
+        (cd "$repo" && cargo build --release --locked --target "$target" -p mcp-tools)
+        src="${CARGO_TARGET_DIR:-$repo/target}/$target/release/mcp-tools"
+        ;;
+esac
 
 if [[ ! -f "$src" ]]; then
     echo "stage.sh: no binary at $src" >&2
@@ -50,7 +56,7 @@ if command -v file >/dev/null; then
     if ! file -L "$src" | grep -Eq 'statically linked|static-pie linked'; then
         echo "stage.sh: $src is not statically linked:" >&2
         file -L "$src" >&2
-        echo "build it for $target (run this script without MCP_TOOLS_BIN)" >&2
+        echo "build it for $target (run this script without --binary)" >&2
         exit 1
     fi
 fi

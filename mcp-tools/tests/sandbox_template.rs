@@ -425,7 +425,8 @@ fn stage_script_provides_every_copy_source_of_the_template() {
 
     let staged = run(Command::new("bash")
         .arg(dir.path().join("stage.sh"))
-        .env("MCP_TOOLS_BIN", &binary));
+        .arg("--binary")
+        .arg(&binary));
     assert!(
         staged.status.success(),
         "stage.sh failed: {}",
@@ -449,7 +450,7 @@ fn stage_script_provides_every_copy_source_of_the_template() {
     std::fs::remove_file(&copied).unwrap();
     let refused = run(Command::new("bash")
         .arg(dir.path().join("stage.sh"))
-        .env("MCP_TOOLS_BIN", env!("CARGO_BIN_EXE_mcp-tools")));
+        .args(["--binary", env!("CARGO_BIN_EXE_mcp-tools")]));
     assert!(!refused.status.success(), "stage.sh took a dynamic binary");
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("not statically linked"),
@@ -662,13 +663,15 @@ fn root_dockerfile_builds_both_static_binaries_and_the_images() {
         Some("/home/user")
     );
 
-    let control_plane = dockerfile.stage("control-plane");
-    assert!(
-        control_plane
-            .all("COPY")
-            .any(|c| c.ends_with("/out/control-plane /usr/local/bin/control-plane")),
-        "the control-plane image must carry the control-plane binary"
-    );
+    for stage in ["control-plane", "control-plane-local"] {
+        assert!(
+            dockerfile
+                .stage(stage)
+                .all("COPY")
+                .any(|c| c == "--from=builder /out/control-plane /usr/local/bin/control-plane"),
+            "the {stage} image must carry the control-plane binary"
+        );
+    }
 }
 
 /// The Docker image and the E2B template are the same system.
@@ -855,8 +858,10 @@ fn documented_commands_use_only_real_flags() {
                     .map(|c| (file.into(), c)),
             );
         }
-        for args in dockerfile.all("CMD").chain(dockerfile.all("HEALTHCHECK")) {
-            let json = args.rsplit_once("CMD ").map_or(args, |(_, cmd)| cmd);
+        let healthchecks = dockerfile
+            .all("HEALTHCHECK")
+            .filter_map(|args| args.split_once("CMD ").map(|(_, cmd)| cmd));
+        for json in dockerfile.all("CMD").chain(healthchecks) {
             let cmd = json_command(json);
             if cmd[0] == "mcp-tools" {
                 commands.push((file.into(), cmd[1..].to_vec()));
