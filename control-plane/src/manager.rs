@@ -502,10 +502,9 @@ impl Manager {
     }
 
     /// At startup: re-adopt sandboxes that are still running, mark the rest
-    /// paused. Records are never dropped here.
+    /// paused. Only records of creates that never finished are dropped.
     pub async fn recover(&self) -> Result<()> {
-        let mut adopted = 0;
-        let mut paused = 0;
+        let (mut adopted, mut paused, mut dropped) = (0, 0, 0);
         for mut record in self.store.all()? {
             if record.state == SandboxState::Paused || record.provider != self.provider.name() {
                 continue;
@@ -522,6 +521,17 @@ impl Manager {
                     apply_started(&mut record, started);
                     adopted += 1;
                 }
+                Observed::Stopped | Observed::Gone if record.state == SandboxState::Creating => {
+                    // Its create never answered, so no client knows this id:
+                    // clean up what was started rather than keep a half-made sandbox.
+                    if let Err(e) = self.provider.delete(&record).await {
+                        tracing::warn!(sandbox = %record.id, "cannot clean up an unfinished create: {e}");
+                        continue;
+                    }
+                    self.store.delete(&record.id)?;
+                    dropped += 1;
+                    continue;
+                }
                 Observed::Stopped | Observed::Gone => {
                     record.state = SandboxState::Paused;
                     paused += 1;
@@ -529,11 +539,12 @@ impl Manager {
             }
             self.store.update(&record)?;
         }
-        if adopted + paused > 0 {
+        if adopted + paused + dropped > 0 {
             tracing::info!(
                 adopted,
                 paused,
-                "recovered sandboxes left running by the previous start"
+                dropped,
+                "recovered sandboxes left by the previous start"
             );
         }
         Ok(())

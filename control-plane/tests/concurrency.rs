@@ -60,3 +60,58 @@ async fn twenty_sandboxes_created_concurrently_are_isolated_and_cleaned_up() {
         .collect();
     assert!(left.is_empty(), "workspaces left behind");
 }
+
+/// SIGKILL the control plane while sandboxes are being created: after the
+/// restart every record is usable or resumable, and no process runs that the
+/// control plane does not know about.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_during_creates_loses_and_leaks_nothing() {
+    let mut s = Server::start();
+    let shared = std::sync::Arc::new(reqwest::Client::new());
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let http = shared.clone();
+        let url = format!("{}/sandboxes/create", s.url);
+        tasks.spawn(async move {
+            // Some of these are cut off by the kill; that is the point.
+            let _ = http
+                .post(url)
+                .json(&json!({ "user_id": format!("u{i}") }))
+                .send()
+                .await;
+        });
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    s.kill_and_restart();
+    while tasks.join_next().await.is_some() {}
+
+    let (status, list) = s.get("/sandboxes").await;
+    assert_eq!(status, 200);
+    let list = list["sandboxes"].as_array().unwrap().clone();
+    let mut running = 0;
+    for sb in &list {
+        let id = sb["sandbox_id"].as_str().unwrap();
+        match sb["status"].as_str().unwrap() {
+            "running" => {
+                running += 1;
+                assert_eq!(s.run(id, "echo ok").await["stdout"], "ok\n");
+            }
+            "paused" => {
+                let (status, body) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+                assert_eq!(status, 200, "{body}");
+                running += 1;
+                assert_eq!(s.run(id, "echo ok").await["stdout"], "ok\n");
+            }
+            other => panic!("sandbox {id} left in state {other}"),
+        }
+    }
+    eprintln!("{} of 10 creates survived the kill", list.len());
+    // Exactly one server per known sandbox: nothing unknown survived.
+    assert_eq!(s.sandbox_servers().len(), running, "{list:?}");
+    for sb in &list {
+        let id = sb["sandbox_id"].as_str().unwrap();
+        let (status, _) = s.delete(&format!("/sandboxes/{id}")).await;
+        assert_eq!(status, 200);
+    }
+    assert!(s.sandbox_processes().is_empty());
+}

@@ -222,13 +222,17 @@ impl LocalProvider {
     /// The pid of sandbox `id`'s mcp-tools if it is alive and really ours.
     fn live_pid(&self, id: &str) -> Result<Option<u32>> {
         let dir = self.dir(id)?;
-        let Ok(text) = std::fs::read_to_string(dir.join("pid")) else {
-            return Ok(None);
-        };
-        let Ok(pid) = text.trim().parse::<u32>() else {
-            return Ok(None);
-        };
-        Ok(process_is_ours(pid, &dir).then_some(pid))
+        let recorded = std::fs::read_to_string(dir.join("pid"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok());
+        if let Some(pid) = recorded
+            && process_is_ours(pid, &dir)
+        {
+            return Ok(Some(pid));
+        }
+        // A control plane killed between starting the process and writing the
+        // pid file leaves one that only its command line identifies.
+        Ok(find_session_leader(&dir))
     }
 
     /// Stops sandbox `id`'s process if there is one.
@@ -293,7 +297,7 @@ impl Provider for LocalProvider {
     }
 
     async fn resume(&self, record: &SandboxRecord) -> Result<Started> {
-        let dir = self.dir(&record.provider_id)?;
+        let dir = self.dir(&record.id)?;
         if !dir.join("workspace").is_dir() {
             return Err(Error::Upstream(format!(
                 "the workspace of sandbox {} is gone from {}",
@@ -302,22 +306,22 @@ impl Provider for LocalProvider {
             )));
         }
         // A process left from before (e.g. adopted) would hold the port.
-        self.stop(&record.provider_id).await?;
+        self.stop(&record.id).await?;
         let port = record
             .provider_data
             .get("port")
             .and_then(|p| p.as_u64())
             .and_then(|p| u16::try_from(p).ok());
-        self.start(&record.provider_id, &record.token, port).await
+        self.start(&record.id, &record.token, port).await
     }
 
     async fn pause(&self, record: &SandboxRecord) -> Result<()> {
-        self.stop(&record.provider_id).await
+        self.stop(&record.id).await
     }
 
     async fn delete(&self, record: &SandboxRecord) -> Result<()> {
-        self.stop(&record.provider_id).await?;
-        let dir = self.dir(&record.provider_id)?;
+        self.stop(&record.id).await?;
+        let dir = self.dir(&record.id)?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -329,7 +333,7 @@ impl Provider for LocalProvider {
     }
 
     async fn observe(&self, record: &SandboxRecord) -> Result<Observed> {
-        let id = &record.provider_id;
+        let id = &record.id;
         let dir = self.dir(id)?;
         if !dir.join("workspace").is_dir() {
             return Ok(Observed::Gone);
@@ -483,6 +487,28 @@ fn process_is_ours(pid: u32, dir: &Path) -> bool {
     let workspace = dir.join("workspace");
     let needle = workspace.as_os_str().as_encoded_bytes();
     cmdline.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The session leader (what [`LocalProvider::spawn_once`] starts) among the
+/// processes of sandbox folder `dir`, if any is alive.
+fn find_session_leader(dir: &Path) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // After "pid (comm)": state ppid pgrp session ...
+        let session = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+            .and_then(|s| s.parse::<u32>().ok());
+        if session == Some(pid) && process_is_ours(pid, dir) {
+            return Some(pid);
+        }
+    }
+    None
 }
 
 /// SIGTERM to the process group, then SIGKILL after the grace period.
