@@ -35,10 +35,11 @@ RUN if [ "$INSTALL_CODE_SERVER" = "true" ]; then \
         && rm /tmp/install-code-server.sh; \
     fi
 
-# E2B runs the start command and its file API as `user` (home /home/user).
-# /var/lib/mcp-tools holds the token file the control plane writes through
-# E2B's file API, and the logs of background commands: outside the
-# workspace, so nothing done in the workspace can delete the token.
+# E2B's default user is `user` (home /home/user); v2 creates it before
+# these steps, the guard creates it for other builds. /var/lib/mcp-tools
+# holds the token file the control plane writes through E2B's file API, and
+# the logs of background commands: outside the workspace, so work done in
+# the workspace cannot delete the token by accident.
 RUN (id -u user >/dev/null 2>&1 || useradd --create-home --home-dir /home/user --shell /bin/bash user) \
     && echo 'user ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/user \
     && chmod 0440 /etc/sudoers.d/user \

@@ -41,7 +41,7 @@ fn read_repo_file(relative: &str) -> String {
 }
 
 /// The static release binary; panics with the build command when it is
-/// missing or older than the sources.
+/// missing.
 fn static_binary() -> PathBuf {
     let path = match std::env::var_os("MCP_TOOLS_STATIC_BIN") {
         Some(path) => PathBuf::from(path),
@@ -65,13 +65,17 @@ fn static_binary() -> PathBuf {
                 path.display()
             )
         });
+    // Stale is not missing: a fresh clone has no binary at all, so CI
+    // cannot test an old one, while failing on every edit would make each
+    // `cargo test` wait for a release build.
     if std::env::var_os("MCP_TOOLS_STATIC_BIN").is_none() {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-        if let Some(newer) = newest_file(&src).filter(|(_, when)| *when > built) {
-            panic!(
-                "the static mcp-tools at {} is older than {}: {how_to_build}",
+        if let Some((newer, _)) = newest_file(&src).filter(|(_, when)| *when > built) {
+            eprintln!(
+                "note: the static mcp-tools at {} is older than {}; to test the \
+                 current code, {how_to_build}",
                 path.display(),
-                newer.0.display()
+                newer.display()
             );
         }
     }
