@@ -680,11 +680,34 @@ fn root_dockerfile_builds_both_static_binaries_and_the_images() {
 
 /// The Docker image and the E2B template are the same system.
 #[test]
-fn sandbox_image_and_template_install_the_same_packages() {
+fn sandbox_image_and_template_are_the_same_system() {
+    let root = root_dockerfile();
+    let template = template_dockerfile();
     assert_eq!(
-        root_dockerfile().stage("sandbox").apt_packages(),
-        template_dockerfile().apt_packages(),
+        root.stage("sandbox").apt_packages(),
+        template.apt_packages(),
         "the root Dockerfile's sandbox stage and e2b.Dockerfile install different packages"
+    );
+
+    // The sandbox stage's base image, with the global ARG defaults put in.
+    let mut base = root
+        .stage("sandbox")
+        .all("FROM")
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    for arg in root.all("ARG") {
+        if let Some((name, default)) = arg.split_once('=') {
+            base = base.replace(&format!("${{{name}}}"), default);
+        }
+    }
+    assert_eq!(
+        Some(base.as_str()),
+        template.all("FROM").next(),
+        "the sandbox stage and e2b.Dockerfile start from different images"
     );
 }
 
