@@ -28,6 +28,9 @@ use crate::error::{Error, Result};
 use crate::manager::Manager;
 use crate::store::Store;
 
+/// How long requests in flight may finish after SIGTERM or Ctrl-C.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs the service until SIGTERM or Ctrl-C.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let keys = config.load_api_keys()?;
@@ -84,10 +87,24 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::Internal(format!("server: {e}")))?;
+    // After the signal, requests in flight (a long command) get a grace period,
+    // then the server stops regardless so that sandboxes are paused in time.
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown_signal().await;
+            stopping.notify_waiters();
+        }
+    };
+    let notified = stopping.notified();
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        result = server => result.map_err(|e| Error::Internal(format!("server: {e}")))?,
+        _ = async { notified.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+            tracing::warn!("requests still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
+        }
+    }
 
     reaper.abort();
     tracing::info!("shutting down");

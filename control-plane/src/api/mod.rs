@@ -51,7 +51,25 @@ pub fn router(state: AppState) -> Router {
         .merge(protected)
         .fallback(|| async { Error::NotFound("no such endpoint; see /openapi.json".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// One debug line per request: method, path, status, time. Never headers,
+/// which carry keys.
+async fn log_request(req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        %method,
+        %path,
+        status = resp.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    resp
 }
 
 /// Checks the API key and records who is calling. With no keys configured the
