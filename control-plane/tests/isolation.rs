@@ -82,6 +82,17 @@ async fn isolated_sandboxes_cannot_see_each_other_or_the_database() {
     // The rest of the machine is read-only; the workspace is writable.
     let r = s.run(&b, "touch /usr/sandbox-was-here").await;
     assert_ne!(r["exit_code"], 0, "b wrote outside its folder: {r}");
+    // No capabilities, even as root: no remounting the read-only view away.
+    let r = s.run(&b, "grep CapEff /proc/self/status").await;
+    assert!(
+        r["stdout"]
+            .as_str()
+            .unwrap()
+            .ends_with(":\t0000000000000000\n"),
+        "{r}"
+    );
+    let r = s.run(&b, "mount -o remount,rw / 2>&1").await;
+    assert_ne!(r["exit_code"], 0, "b could remount /: {r}");
     // Each sandbox sees only its own processes.
     let r = s.run(&b, "ls /proc | grep -c '^[0-9]'").await;
     let visible: u32 = r["stdout"].as_str().unwrap().trim().parse().unwrap();

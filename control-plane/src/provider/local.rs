@@ -3,18 +3,18 @@
 //!
 //! ```text
 //! <data>/sandboxes/<id>/workspace   the agent's files (kept across pause)
-//! <data>/sandboxes/<id>/state       mcp-tools' background-job logs
-//! <data>/sandboxes/<id>/addr        written by mcp-tools once it listens
+//! <data>/sandboxes/<id>/state       mcp-tools' job logs, and `addr` once it listens
 //! <data>/sandboxes/<id>/pid         the process to stop, checked before signalling
 //! <data>/sandboxes/<id>/mcp-tools.log
 //! ```
 //!
 //! Processes outlive a SIGKILLed control plane on purpose: at the next start
 //! [`Provider::observe`] finds them through the pid file and they are re-adopted.
-//! With bubblewrap each sandbox sees the machine read-only, minus the data
-//! folder, plus its own folder read-write.
+//! With bubblewrap each sandbox sees the machine read-only, minus home folders
+//! and the data folder, plus its own workspace and state folders read-write.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -117,7 +117,8 @@ impl LocalProvider {
     }
 
     async fn spawn_once(&self, id: &str, dir: &Path, token: &str, port: u16) -> Result<SocketAddr> {
-        let addr_file = dir.join("addr");
+        // Written by mcp-tools, so it lives in a folder the sandbox can write.
+        let addr_file = dir.join("state").join("addr");
         let _ = std::fs::remove_file(&addr_file);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -128,7 +129,7 @@ impl LocalProvider {
             .try_clone()
             .map_err(|e| Error::Internal(format!("log: {e}")))?;
 
-        let mcp_args: Vec<std::ffi::OsString> = vec![
+        let mcp_args: Vec<OsString> = vec![
             "--host".into(),
             "127.0.0.1".into(),
             "--port".into(),
@@ -266,8 +267,9 @@ impl Provider for LocalProvider {
     fn describe(&self) -> String {
         match &self.bwrap {
             Some(b) => format!(
-                "local sandboxes run {} under {} (isolation on: each sees the machine read-only, \
-                 its own folder read-write, its own processes, and not the other sandboxes)",
+                "local sandboxes run {} under {} (isolation on: each sees the machine read-only \
+                 without /root and /home, its own folder read-write, its own processes, no \
+                 capabilities, and not the other sandboxes)",
                 self.mcp_tools.display(),
                 b.display()
             ),
@@ -345,7 +347,7 @@ impl Provider for LocalProvider {
         if self.live_pid(id)?.is_none() {
             return Ok(Observed::Stopped);
         }
-        if let Some(addr) = read_addr(&dir.join("addr"))
+        if let Some(addr) = read_addr(&dir.join("state").join("addr"))
             && self.healthy(addr).await
         {
             return Ok(Observed::Running(Started {
@@ -366,32 +368,46 @@ impl Provider for LocalProvider {
     }
 }
 
-/// Arguments that make bwrap show the sandbox the machine read-only, hide the
-/// data folder (other sandboxes, the database), and give it its own folder.
-fn bwrap_args(sandboxes_dir: &Path, dir: &Path, mcp_tools: &Path) -> Vec<std::ffi::OsString> {
+/// Arguments that make bwrap show the sandbox the machine read-only, hide
+/// home folders and the data folder (other sandboxes, the database, the pid
+/// files), give it its workspace and state folders, and take every capability
+/// away, so that even as root it cannot remount its way out.
+fn bwrap_args(sandboxes_dir: &Path, dir: &Path, mcp_tools: &Path) -> Vec<OsString> {
     let data_dir = sandboxes_dir.parent().unwrap_or(sandboxes_dir);
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    let mut push = |items: &[&std::ffi::OsStr]| args.extend(items.iter().map(|s| s.to_os_string()));
-    push(&["--ro-bind".as_ref(), "/".as_ref(), "/".as_ref()]);
-    push(&["--dev".as_ref(), "/dev".as_ref()]);
-    push(&["--proc".as_ref(), "/proc".as_ref()]);
-    push(&["--tmpfs".as_ref(), "/tmp".as_ref()]);
-    push(&["--tmpfs".as_ref(), data_dir.as_os_str()]);
-    push(&["--bind".as_ref(), dir.as_os_str(), dir.as_os_str()]);
-    // The binary may live under the hidden data folder's parent tree; keep it visible.
-    push(&[
-        "--ro-bind".as_ref(),
-        mcp_tools.as_os_str(),
-        mcp_tools.as_os_str(),
-    ]);
+    let workspace = dir.join("workspace");
+    let state = dir.join("state");
+    let mut args: Vec<OsString> = Vec::new();
+    let mut add = |flag: &str, paths: &[&Path]| {
+        args.push(flag.into());
+        args.extend(paths.iter().map(|p| p.as_os_str().to_os_string()));
+    };
+    add("--ro-bind", &[Path::new("/"), Path::new("/")]);
+    add("--dev", &[Path::new("/dev")]);
+    add("--proc", &[Path::new("/proc")]);
+    for hidden in [
+        Path::new("/tmp"),
+        Path::new("/root"),
+        Path::new("/home"),
+        data_dir,
+    ] {
+        add("--tmpfs", &[hidden]);
+    }
+    add("--bind", &[&workspace, &workspace]);
+    add("--bind", &[&state, &state]);
+    // The binary may live in a hidden folder (e.g. ~/.cargo/bin); keep it visible.
+    add("--ro-bind", &[mcp_tools, mcp_tools]);
     // Its own pid namespace: it cannot see or signal other sandboxes' processes.
     // The network stays shared: mcp-tools must be reachable on loopback.
-    push(&[
-        "--unshare-pid".as_ref(),
-        "--unshare-ipc".as_ref(),
-        "--unshare-uts".as_ref(),
-    ]);
-    push(&["--".as_ref()]);
+    for flag in [
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--cap-drop",
+        "ALL",
+        "--",
+    ] {
+        args.push(flag.into());
+    }
     args
 }
 
@@ -440,6 +456,9 @@ async fn find_working_bwrap() -> Option<PathBuf> {
             "/dev",
             "--proc",
             "/proc",
+            "--unshare-pid",
+            "--cap-drop",
+            "ALL",
             "--",
             "true",
         ])
