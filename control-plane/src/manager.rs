@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -53,8 +54,10 @@ pub struct Manager {
     max_running: usize,
     /// One lock per sandbox so lifecycle changes of one sandbox never interleave.
     locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    /// Serialises the "is there room?" check with the insert that takes the room.
+    /// Serialises the "is there room?" checks.
     admission: tokio::sync::Mutex<()>,
+    /// Sandboxes being resumed, which their records do not count yet.
+    starting: AtomicUsize,
 }
 
 impl Manager {
@@ -69,6 +72,7 @@ impl Manager {
             max_running: config.max_running,
             locks: std::sync::Mutex::new(HashMap::new()),
             admission: tokio::sync::Mutex::new(()),
+            starting: AtomicUsize::new(0),
         }
     }
 
@@ -112,16 +116,21 @@ impl Manager {
         }
     }
 
-    async fn admit(&self) -> Result<tokio::sync::MutexGuard<'_, ()>> {
-        let guard = self.admission.lock().await;
+    /// Takes a place among the at most `max_running` sandboxes that run or
+    /// are starting. The place is held until the returned [`Slot`] drops, by
+    /// which time the record itself says "running" or "creating".
+    async fn admit(&self) -> Result<Slot<'_>> {
+        let _serial = self.admission.lock().await;
         let busy = self.store.count_in_state(SandboxState::Running)?
-            + self.store.count_in_state(SandboxState::Creating)?;
+            + self.store.count_in_state(SandboxState::Creating)?
+            + self.starting.load(Ordering::SeqCst);
         if busy >= self.max_running {
             return Err(Error::Conflict(format!(
                 "{busy} sandboxes are running, the configured maximum; pause or delete one first"
             )));
         }
-        Ok(guard)
+        self.starting.fetch_add(1, Ordering::SeqCst);
+        Ok(Slot(&self.starting))
     }
 
     pub async fn create(&self, caller: &Caller, req: CreateSandboxRequest) -> Result<SandboxInfo> {
@@ -610,6 +619,15 @@ impl Manager {
             });
         }
         while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// A place taken by [`Manager::admit`]; given back on drop.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -222,9 +222,26 @@ async fn a_sandbox_whose_process_died_is_paused_and_can_be_deleted() {
     let id = s.create("bob").await;
     let pids = s.sandbox_servers();
     assert_eq!(pids.len(), 1, "one mcp-tools per sandbox: {pids:?}");
+    assert_eq!(s.run(&id, "echo up").await["stdout"], "up\n");
     unsafe {
         libc::kill(pids[0] as i32, libc::SIGKILL);
     }
+    assert!(
+        eventually(Duration::from_secs(5), async || s
+            .sandbox_servers()
+            .is_empty())
+        .await,
+        "mcp-tools survived SIGKILL"
+    );
+    // The pooled session now leads nowhere: a gateway error, not a hang or a 500.
+    let (status, e) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": id, "command": "true" }),
+        )
+        .await;
+    assert_eq!(status, 502, "{e}");
+    assert_eq!(e["error"]["code"], "upstream_error");
     assert!(
         eventually(Duration::from_secs(10), async || {
             s.get(&format!("/sandboxes/{id}/status")).await.1["status"] == "paused"
@@ -311,4 +328,38 @@ async fn openapi_document_lists_the_endpoints() {
     assert!(
         doc["components"]["schemas"]["RunCommandResponse"]["properties"]["exit_code"].is_object()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_time_out_and_running_sandboxes_are_capped() {
+    let s = Server::start_with(Options {
+        extra_args: vec!["--max-running".into(), "2".into()],
+        ..Options::default()
+    });
+    let a = s.create("u").await;
+    let b = s.create("u").await;
+
+    let (status, r) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": a, "command": "sleep 5", "timeout_ms": 300 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["timed_out"], true, "{r}");
+    assert!(r["exit_code"].is_null(), "{r}");
+
+    // A third running sandbox is over the limit.
+    let (status, e) = s.post("/sandboxes/create", json!({ "user_id": "u" })).await;
+    assert_eq!(status, 409, "{e}");
+    // Pausing one makes room; resuming it while the room is taken does not fit.
+    let (status, _) = s.post(&format!("/sandboxes/{b}/pause"), json!({})).await;
+    assert_eq!(status, 200);
+    let c = s.create("u").await;
+    let (status, e) = s.post(&format!("/sandboxes/{b}/resume"), json!({})).await;
+    assert_eq!(status, 409, "{e}");
+    let (status, _) = s.delete(&format!("/sandboxes/{c}")).await;
+    assert_eq!(status, 200);
+    let (status, e) = s.post(&format!("/sandboxes/{b}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{e}");
 }
