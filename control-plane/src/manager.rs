@@ -169,14 +169,15 @@ impl Manager {
             created_at: now,
             expires_at: now + timeout_secs as i64,
         };
+        // Locked before it is visible, so no delete can slip in mid-create.
+        let lock = self.lock_for(&record.id);
+        let _guard = lock.lock().await;
         {
             let _room = self.admit().await?;
             // The record exists before the sandbox does, so a crash mid-create
             // leaves a row that the next start resolves, never an unknown sandbox.
             self.store.insert(&record)?;
         }
-        let lock = self.lock_for(&record.id);
-        let _guard = lock.lock().await;
         let spec = CreateSpec {
             sandbox_id: record.id.clone(),
             user_id,

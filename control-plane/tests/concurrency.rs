@@ -115,3 +115,51 @@ async fn sigkill_during_creates_loses_and_leaks_nothing() {
     }
     assert!(s.sandbox_processes().is_empty());
 }
+
+/// Clients that hang up during create leave no half-made sandbox: every
+/// record ends up running with exactly one server, or does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_hanging_up_mid_create_leave_nothing_half_made() {
+    let s = Server::start();
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(15))
+        .build()
+        .unwrap();
+    let mut hung_up = 0;
+    for i in 0..5 {
+        let r = impatient
+            .post(format!("{}/sandboxes/create", s.url))
+            .json(&json!({ "user_id": format!("u{i}") }))
+            .send()
+            .await;
+        if r.is_err() {
+            hung_up += 1;
+        }
+    }
+    assert!(
+        hung_up > 0,
+        "no request was cut off; the test proves nothing"
+    );
+    let settled = common::eventually(std::time::Duration::from_secs(20), async || {
+        let (_, list) = s.get("/sandboxes").await;
+        list["sandboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|sb| sb["status"] == "running")
+    })
+    .await;
+    assert!(settled, "a create stayed half-done");
+    let (_, list) = s.get("/sandboxes").await;
+    let list = list["sandboxes"].as_array().unwrap();
+    // (A request cut off before it reached the server creates nothing.)
+    assert!(
+        !list.is_empty(),
+        "the creates that reached the server run to their end"
+    );
+    assert_eq!(s.sandbox_servers().len(), list.len());
+    for sb in list {
+        let id = sb["sandbox_id"].as_str().unwrap();
+        assert_eq!(s.run(id, "echo ok").await["stdout"], "ok\n");
+    }
+}

@@ -11,6 +11,16 @@ use crate::error::{Error, Result};
 use crate::manager::{Caller, ListQuery};
 use crate::model::*;
 
+/// Runs a lifecycle change to its end even if the client hangs up (which
+/// drops the handler), so no half-made or half-stopped sandbox is left behind.
+async fn to_completion<T: Send + 'static>(
+    work: impl Future<Output = Result<T>> + Send + 'static,
+) -> Result<T> {
+    tokio::spawn(work)
+        .await
+        .map_err(|e| Error::Internal(format!("operation failed: {e}")))?
+}
+
 #[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
 pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
@@ -35,7 +45,10 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateSandboxRequest>,
 ) -> Result<Json<SandboxInfo>> {
-    Ok(Json(state.manager.create(&caller, req).await?))
+    let m = state.manager.clone();
+    Ok(Json(
+        to_completion(async move { m.create(&caller, req).await }).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -91,7 +104,8 @@ pub async fn connect(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<SandboxIdRequest>,
 ) -> Result<Json<LifecycleResponse>> {
-    let sandbox = state.manager.connect(&caller, &req.sandbox_id).await?;
+    let m = state.manager.clone();
+    let sandbox = to_completion(async move { m.connect(&caller, &req.sandbox_id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,
@@ -195,7 +209,8 @@ pub async fn delete_sandbox(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>> {
-    state.manager.delete(&caller, &id).await?;
+    let m = state.manager.clone();
+    to_completion(async move { m.delete(&caller, &id).await }).await?;
     Ok(Json(DeleteResponse { success: true }))
 }
 
@@ -231,7 +246,8 @@ pub async fn pause(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<LifecycleResponse>> {
-    let sandbox = state.manager.pause(&caller, &id).await?;
+    let m = state.manager.clone();
+    let sandbox = to_completion(async move { m.pause(&caller, &id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,
@@ -250,7 +266,8 @@ pub async fn resume(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<LifecycleResponse>> {
-    let sandbox = state.manager.resume(&caller, &id).await?;
+    let m = state.manager.clone();
+    let sandbox = to_completion(async move { m.resume(&caller, &id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,
