@@ -20,8 +20,9 @@ use crate::store::{ListFilter, SandboxRecord, Store};
 const VSCODE_PORT: u16 = 9000;
 /// Tool calls that do not run a command should answer quickly.
 const FILE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// mcp-tools' own ceiling for a foreground command.
+/// mcp-tools' own ceiling for a foreground command, and its default.
 const MAX_COMMAND_MS: u64 = 600_000;
+const DEFAULT_COMMAND_MS: u64 = 120_000;
 /// Slack on top of a command's timeout for the round trip.
 const COMMAND_SLACK: Duration = Duration::from_secs(30);
 const MAX_METADATA_ENTRIES: usize = 32;
@@ -434,7 +435,8 @@ impl Manager {
         if !req.env.is_empty() {
             args["env"] = json!(req.env);
         }
-        let wait = Duration::from_millis(req.timeout_ms.unwrap_or(MAX_COMMAND_MS)) + COMMAND_SLACK;
+        let wait =
+            Duration::from_millis(req.timeout_ms.unwrap_or(DEFAULT_COMMAND_MS)) + COMMAND_SLACK;
         let out = self.pool.call(&target, "run_command", args, wait).await?;
         let s = &out.structured;
         let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();

@@ -349,6 +349,24 @@ async fn commands_time_out_and_running_sandboxes_are_capped() {
     assert_eq!(r["timed_out"], true, "{r}");
     assert!(r["exit_code"].is_null(), "{r}");
 
+    // cwd and env reach the command.
+    let (status, w) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": a, "path": "sub/x", "content": "" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let (status, r) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": a, "command": "basename \"$PWD\"; echo $GREETING",
+                    "cwd": "sub", "env": { "GREETING": "hello" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["stdout"], "sub\nhello\n");
+
     // A third running sandbox is over the limit.
     let (status, e) = s.post("/sandboxes/create", json!({ "user_id": "u" })).await;
     assert_eq!(status, 409, "{e}");

@@ -140,6 +140,9 @@ impl LocalProvider {
             dir.join("state").into(),
             "--addr-file".into(),
             addr_file.clone().into(),
+            // Its log is kept for when a start fails; problems are enough.
+            "--log-level".into(),
+            "warn".into(),
         ];
         let mut cmd = match &self.bwrap {
             Some(bwrap) => {
