@@ -303,6 +303,19 @@ async fn the_reaper_pauses_or_deletes_expired_sandboxes() {
         st["status"], "running",
         "a sandbox within its timeout was touched"
     );
+
+    // The timeout counts inactivity: a sandbox in use outlives it.
+    let (_, busy) = pausing
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "u", "timeout_secs": 2 }),
+        )
+        .await;
+    let busy = busy["sandbox_id"].as_str().unwrap().to_string();
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(pausing.run(&busy, "echo alive").await["stdout"], "alive\n");
+    }
     assert!(deleting.sandbox_processes().is_empty());
 }
 
