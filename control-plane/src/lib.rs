@@ -42,6 +42,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         )));
     }
     create_private_dir(&config.data_dir)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("control-plane.db"))?;
     let provider = provider::build(&config).await?;
     tracing::info!("{}", provider.describe());
@@ -136,6 +137,29 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
     }
+}
+
+/// Holds an exclusive lock on the data folder for as long as the file is open
+/// (the kernel drops it even on SIGKILL): two control planes on one folder
+/// would each think they own the same sandboxes.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
+    // SAFETY: flock(2) on a descriptor we own; no memory is shared.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(Error::Conflict(format!(
+            "another control-plane is already using {}",
+            dir.display()
+        )));
+    }
+    Ok(file)
 }
 
 /// The data folder holds tokens: only this user may read it.

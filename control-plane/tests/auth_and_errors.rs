@@ -365,3 +365,20 @@ fn api_keys_never_reach_the_log() {
     assert!(!log.contains(KEY_ALICE), "an API key leaked into the log");
     assert!(!log.contains("Bearer "), "a token leaked into the log");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_control_plane_on_the_same_data_folder_refuses_to_start() {
+    let s = Server::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_control-plane"))
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(s.data_dir())
+        .arg("--mcp-tools-bin")
+        .arg(common::mcp_tools_bin())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already using"), "{err}");
+    // The first one is unaffected.
+    assert_eq!(s.get("/health").await.0, 200);
+}
