@@ -91,6 +91,20 @@ impl Manager {
         locks.remove(id);
     }
 
+    /// The sandbox's lock and its record as it is under that lock. Unknown ids
+    /// answer 404 before any lock is made for them.
+    async fn locked(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<()>, SandboxRecord)> {
+        self.visible(caller, id)?;
+        let guard = self.lock_for(id).lock_owned().await;
+        // Read again: it may have changed, or gone, while we waited.
+        let record = self.visible(caller, id)?;
+        Ok((guard, record))
+    }
+
     fn info(&self, r: &SandboxRecord) -> SandboxInfo {
         let vscode = self.provider.port_url(r, VSCODE_PORT).unwrap_or_default();
         r.info(vscode)
@@ -210,9 +224,7 @@ impl Manager {
             return Ok(self.info(&record));
         }
         // Check that a "running" sandbox really is, so status never shows a dead URL.
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.visible(caller, id)?;
+        let (_guard, mut record) = self.locked(caller, id).await?;
         if record.state == SandboxState::Running {
             self.refresh(&mut record).await?;
         }
@@ -281,9 +293,7 @@ impl Manager {
 
     /// Resumes a paused sandbox or, if running, pushes its expiry forward.
     pub async fn connect(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.visible(caller, id)?;
+        let (_guard, mut record) = self.locked(caller, id).await?;
         match record.state {
             SandboxState::Creating => {
                 return Err(Error::Conflict(format!(
@@ -305,9 +315,7 @@ impl Manager {
     }
 
     pub async fn pause(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.visible(caller, id)?;
+        let (_guard, mut record) = self.locked(caller, id).await?;
         if record.state != SandboxState::Running {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}, not running",
@@ -331,9 +339,7 @@ impl Manager {
     }
 
     pub async fn resume(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.visible(caller, id)?;
+        let (_guard, mut record) = self.locked(caller, id).await?;
         if record.state != SandboxState::Paused {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}, not paused",
@@ -355,9 +361,7 @@ impl Manager {
     }
 
     pub async fn delete(&self, caller: &Caller, id: &str) -> Result<()> {
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let record = self.visible(caller, id)?;
+        let (_guard, record) = self.locked(caller, id).await?;
         self.delete_locked(&record).await
     }
 
@@ -372,9 +376,7 @@ impl Manager {
 
     pub async fn set_timeout(&self, caller: &Caller, id: &str, secs: u64) -> Result<SandboxInfo> {
         let secs = self.timeout(Some(secs))?;
-        let lock = self.lock_for(id);
-        let _guard = lock.lock().await;
-        let mut record = self.visible(caller, id)?;
+        let (_guard, mut record) = self.locked(caller, id).await?;
         self.provider.set_timeout(&record, secs).await?;
         record.timeout_secs = secs;
         record.expires_at = now() + secs as i64;
