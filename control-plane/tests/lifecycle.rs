@@ -394,3 +394,32 @@ async fn commands_time_out_and_running_sandboxes_are_capped() {
     let (status, e) = s.post(&format!("/sandboxes/{b}/resume"), json!({})).await;
     assert_eq!(status, 200, "{e}");
 }
+
+/// What create returns is enough for an outside MCP client (as Claude Code
+/// would use it): the URL plus the headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_connects_with_the_returned_url_and_headers() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    let s = Server::start();
+    let (status, created) = s
+        .post("/sandboxes/create", json!({ "user_id": "claude" }))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let url = created["mcp_url"].as_str().unwrap();
+    let auth = created["mcp_headers"]["Authorization"].as_str().unwrap();
+    let token = auth.strip_prefix("Bearer ").unwrap();
+
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string()).auth_header(token),
+    );
+    let client = ().serve(transport).await.expect("MCP session");
+    let tools = client.list_all_tools().await.expect("tools/list");
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    for want in ["read_file", "write_file", "run_command", "search_files"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    let _ = client.cancel().await;
+}
