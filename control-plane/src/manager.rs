@@ -102,7 +102,22 @@ impl Manager {
         let guard = self.lock_for(id).lock_owned().await;
         // Read again: it may have changed, or gone, while we waited.
         let record = self.visible(caller, id)?;
+        self.check_provider(&record)?;
         Ok((guard, record))
+    }
+
+    /// Records made under another provider (the data folder was reused with
+    /// a different --provider) cannot be driven by this one.
+    fn check_provider(&self, record: &SandboxRecord) -> Result<()> {
+        if record.provider != self.provider.name() {
+            return Err(Error::Conflict(format!(
+                "sandbox {} belongs to the {} provider, but this control plane runs {}",
+                record.id,
+                record.provider,
+                self.provider.name()
+            )));
+        }
+        Ok(())
     }
 
     fn info(&self, r: &SandboxRecord) -> SandboxInfo {
@@ -220,7 +235,7 @@ impl Manager {
 
     pub async fn status(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
         let record = self.visible(caller, id)?;
-        if record.state != SandboxState::Running {
+        if record.state != SandboxState::Running || self.check_provider(&record).is_err() {
             return Ok(self.info(&record));
         }
         // Check that a "running" sandbox really is, so status never shows a dead URL.
@@ -398,6 +413,7 @@ impl Manager {
     /// A running sandbox to call a tool in; counts as activity.
     fn running(&self, caller: &Caller, id: &str) -> Result<Target> {
         let record = self.visible(caller, id)?;
+        self.check_provider(&record)?;
         if record.state != SandboxState::Running {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}; resume or connect it first",
@@ -578,7 +594,10 @@ impl Manager {
             let Some(mut record) = self.store.get(&stale.id)? else {
                 continue;
             };
-            if record.expires_at > now || record.state == SandboxState::Creating {
+            if record.expires_at > now
+                || record.state == SandboxState::Creating
+                || self.check_provider(&record).is_err()
+            {
                 continue;
             }
             let result = match self.on_expire {
@@ -617,6 +636,7 @@ impl Manager {
                 let _guard = lock.lock().await;
                 if let Ok(Some(mut record)) = me.store.get(&r.id)
                     && record.state == SandboxState::Running
+                    && me.check_provider(&record).is_ok()
                     && let Err(e) = me.pause_locked(&mut record).await
                 {
                     tracing::warn!(sandbox = %record.id, "could not pause at shutdown: {e}");
