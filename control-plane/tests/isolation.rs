@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use common::{Options, Server};
 use serde_json::json;
 
-/// Whether bwrap is installed and can create namespaces here.
+/// Whether bwrap is installed and can do here what the local provider asks of it.
 fn bwrap_works() -> bool {
     Command::new("bwrap")
         .args([
@@ -18,6 +18,9 @@ fn bwrap_works() -> bool {
             "/dev",
             "--proc",
             "/proc",
+            "--unshare-pid",
+            "--cap-drop",
+            "ALL",
             "--",
             "true",
         ])
