@@ -414,3 +414,24 @@ async fn with_spinner<T>(label: &str, fut: impl std::future::Future<Output = T>)
     let _ = std::io::stderr().flush();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_words_and_quotes_the_rest() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("a/b.txt"), "a/b.txt");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$HOME"), "'$HOME'");
+    }
+
+    #[test]
+    fn metadata_pairs_need_an_equals_sign() {
+        assert_eq!(parse_pair("k=v=w").unwrap(), ("k".into(), "v=w".into()));
+        assert!(parse_pair("novalue").is_err());
+    }
+}

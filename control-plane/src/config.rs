@@ -186,3 +186,40 @@ fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<()> {
     });
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(list: &str) -> Result<Vec<ApiKey>> {
+        let mut keys = Vec::new();
+        for item in list.split(',') {
+            push_key(&mut keys, item)?;
+        }
+        Ok(keys)
+    }
+
+    #[test]
+    fn keys_may_be_bound_to_users() {
+        let keys = parse(" aaaaaaaaaaaaaaaa , bbbbbbbbbbbbbbbb:alice,").unwrap();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(keys[0].key, "aaaaaaaaaaaaaaaa");
+        assert_eq!(keys[0].user, None);
+        assert_eq!(keys[1].key, "bbbbbbbbbbbbbbbb");
+        assert_eq!(keys[1].user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn short_keys_and_empty_users_are_refused() {
+        assert!(parse("short").is_err());
+        assert!(parse("bbbbbbbbbbbbbbbb:").is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_the_key() {
+        let keys = parse("secretsecretsecret:bob").unwrap();
+        let shown = format!("{keys:?}");
+        assert!(!shown.contains("secretsecretsecret"), "{shown}");
+        assert!(shown.contains("bob"));
+    }
+}
