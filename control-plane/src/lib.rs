@@ -162,10 +162,25 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
-/// The data folder holds tokens: only this user may read it.
+/// The data folder holds tokens: a new one is made readable by this user
+/// only; an existing one is left as it is, with a warning if others can read it.
 fn create_private_dir(dir: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    let fail = |e: std::io::Error| {
+        Error::BadRequest(format!("cannot use data folder {}: {e}", dir.display()))
+    };
+    if dir.exists() {
+        let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                "data folder {} is open to other users (mode {:o}); it holds sandbox tokens: chmod 700 it",
+                dir.display(),
+                mode & 0o777
+            );
+        }
+        return Ok(());
+    }
     std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(|e| Error::BadRequest(format!("cannot use data folder {}: {e}", dir.display())))
+        .map_err(fail)
 }
