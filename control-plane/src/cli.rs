@@ -87,6 +87,7 @@ pub enum Command {
     /// One argument is run as a shell line (`exec ID -- 'ls | wc -l'`); several
     /// are quoted and joined (`exec ID -- ls -la`).
     Exec {
+        /// Sandbox id (from `create` or `list`).
         id: String,
         /// Start it in the background and return at once.
         #[arg(long)]
@@ -97,6 +98,7 @@ pub enum Command {
         /// Working directory inside the workspace.
         #[arg(long)]
         cwd: Option<String>,
+        /// The command: one shell line, or a program and its arguments.
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
