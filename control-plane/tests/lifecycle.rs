@@ -192,7 +192,15 @@ async fn create_run_files_pause_resume_delete_across_restarts() {
     let left = t["expires_at"].as_i64().unwrap() - t["created_at"].as_i64().unwrap();
     assert!(left >= 7200, "expiry not pushed forward: {t}");
 
-    // Delete, then delete again: 404, never 500.
+    // Delete, then delete again: 404, never 500. Read-only folders left by a
+    // command do not stop it.
+    let r = s
+        .run(
+            &id,
+            "mkdir -p ro/sub && touch ro/sub/f && chmod 555 ro/sub ro",
+        )
+        .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
     let (status, d) = s.delete(&format!("/sandboxes/{id}")).await;
     assert_eq!(status, 200, "{d}");
     assert_eq!(d["success"], true);

@@ -327,14 +327,8 @@ impl Provider for LocalProvider {
     async fn delete(&self, record: &SandboxRecord) -> Result<()> {
         self.stop(&record.id).await?;
         let dir = self.dir(&record.id)?;
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::Internal(format!(
-                "cannot remove {}: {e}",
-                dir.display()
-            ))),
-        }
+        remove_tree(&dir)
+            .map_err(|e| Error::Internal(format!("cannot remove {}: {e}", dir.display())))
     }
 
     async fn observe(&self, record: &SandboxRecord) -> Result<Observed> {
@@ -473,6 +467,36 @@ async fn find_working_bwrap() -> Option<PathBuf> {
         .map(|s| s.success())
         .unwrap_or(false);
     ok.then_some(bwrap)
+}
+
+/// Removes `dir` and everything in it, also folders a command made read-only
+/// (which stop a non-root owner from deleting their contents). Gone is fine.
+fn remove_tree(dir: &Path) -> std::io::Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            make_dirs_writable(dir);
+            std::fs::remove_dir_all(dir)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
+fn make_dirs_writable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    // symlink_metadata: never follow a link out of the sandbox's folder.
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return;
+    };
+    if !meta.is_dir() {
+        return;
+    }
+    let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            make_dirs_writable(&entry.path());
+        }
+    }
 }
 
 fn read_addr(path: &Path) -> Option<SocketAddr> {
