@@ -633,6 +633,35 @@ fn template_dockerfile_is_single_stage_debian_with_the_agent_tools() {
 fn root_dockerfile_builds_both_static_binaries_and_the_images() {
     let dockerfile = root_dockerfile();
     let builder = dockerfile.stage("builder");
+    assert!(
+        builder
+            .all("FROM")
+            .next()
+            .unwrap()
+            .starts_with("rust:${RUST_VERSION}"),
+        "the builder should be the official Rust image at RUST_VERSION"
+    );
+
+    // The builder's Rust must be able to build the workspace.
+    let version = |s: &str| -> Vec<u32> {
+        s.split('.')
+            .map(|n| n.parse().unwrap_or_else(|_| panic!("not a version: {s}")))
+            .collect()
+    };
+    let image_rust = dockerfile
+        .all("ARG")
+        .find_map(|a| a.strip_prefix("RUST_VERSION="))
+        .expect("the Dockerfile has ARG RUST_VERSION=…");
+    let workspace_rust = read_repo_file("Cargo.toml")
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("Cargo.toml has a rust-version");
+    assert!(
+        version(image_rust) >= version(&workspace_rust),
+        "the builder's Rust {image_rust} is older than the workspace's rust-version {workspace_rust}"
+    );
+
     let build = builder
         .all("RUN")
         .find(|r| r.contains("cargo build"))
