@@ -316,12 +316,12 @@ async fn the_reaper_pauses_or_deletes_expired_sandboxes() {
     let (_, busy) = pausing
         .post(
             "/sandboxes/create",
-            json!({ "user_id": "u", "timeout_secs": 2 }),
+            json!({ "user_id": "u", "timeout_secs": 3 }),
         )
         .await;
     let busy = busy["sandbox_id"].as_str().unwrap().to_string();
-    for _ in 0..4 {
-        tokio::time::sleep(Duration::from_millis(900)).await;
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(pausing.run(&busy, "echo alive").await["stdout"], "alive\n");
     }
     assert!(deleting.sandbox_processes().is_empty());
