@@ -1,0 +1,115 @@
+//! As PID 1 (a container's entry point) the server reaps the orphans that
+//! commands leave behind, and still stops cleanly on SIGTERM.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{call, ok};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_are_reaped_when_the_server_is_pid_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let workspace = tmp.path().join("ws");
+    std::fs::create_dir(&workspace).unwrap();
+    let addr_file = tmp.path().join("addr");
+    // A new PID namespace makes the server PID 1 in it.
+    let mut child = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc"])
+        .arg(env!("CARGO_BIN_EXE_mcp-tools"))
+        .args(["--port", "0", "--log-level", "warn"])
+        .arg("--workspace")
+        .arg(&workspace)
+        .arg("--state-dir")
+        .arg(tmp.path().join("state"))
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("unshare (util-linux) is needed for this test");
+    let guard = Namespace(child.id());
+    let started = Instant::now();
+    let addr = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let url = format!("http://{addr}/mcp");
+    let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url);
+    let client = rmcp::ServiceExt::serve((), transport).await.unwrap();
+
+    // Each command orphans a short-lived grandchild, which PID 1 inherits.
+    for _ in 0..5 {
+        ok(&call(
+            &client,
+            "run_command",
+            json!({"command": "sh -c 'sleep 0.1 &'; true"}),
+        )
+        .await);
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let out = ok(&call(
+        &client,
+        "run_command",
+        json!({"command": "ps -eo pid=,stat=,comm="}),
+    )
+    .await);
+    let table = out["stdout"].as_str().unwrap();
+    assert!(
+        table.lines().any(|l| l.trim_start().starts_with("1 ")),
+        "{table}"
+    );
+    let zombies: Vec<_> = table
+        .lines()
+        .filter(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .is_some_and(|s| s.starts_with('Z'))
+        })
+        .collect();
+    assert!(zombies.is_empty(), "zombies in the sandbox:\n{table}");
+
+    drop(client);
+    // SIGTERM the namespace's PID 1 (unshare's child): it forwards the
+    // signal to the server and exits with the server's status.
+    unsafe { libc::kill(guard.init().expect("namespace init"), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server as PID 1 did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Kills the namespace's processes if the test ends early.
+struct Namespace(u32);
+
+impl Namespace {
+    /// Host pid of the namespace's PID 1: unshare's child.
+    fn init(&self) -> Option<i32> {
+        let children = format!("/proc/{0}/task/{0}/children", self.0);
+        std::fs::read_to_string(children).ok()?.trim().parse().ok()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        // Killing PID 1 of a PID namespace kills every process in it.
+        if let Some(init) = self.init() {
+            unsafe { libc::kill(init, libc::SIGKILL) };
+        }
+    }
+}
