@@ -124,9 +124,10 @@ async fn clients_hanging_up_mid_create_leave_nothing_half_made() {
 
     let s = Server::start();
     let addr = s.url.trim_start_matches("http://").to_string();
-    // Send whole requests, then hang up at once without reading the answer.
+    let mut cut_mid_create = 0;
     for i in 0..5 {
-        let body = json!({ "user_id": format!("u{i}") }).to_string();
+        let user = format!("u{i}");
+        let body = json!({ "user_id": user }).to_string();
         let request = format!(
             "POST /sandboxes/create HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\n\r\n{body}",
@@ -134,9 +135,25 @@ async fn clients_hanging_up_mid_create_leave_nothing_half_made() {
         );
         let mut tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
         tcp.write_all(request.as_bytes()).await.unwrap();
-        tcp.shutdown().await.unwrap();
+        // Hang up as soon as the create is under way (its record exists).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let state = loop {
+            let (_, list) = s.get(&format!("/sandboxes?user_id={user}")).await;
+            if let Some(sb) = list["sandboxes"].as_array().and_then(|a| a.first()) {
+                break sb["status"].as_str().unwrap().to_string();
+            }
+            assert!(std::time::Instant::now() < deadline, "create never started");
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        };
         drop(tcp);
+        if state == "creating" {
+            cut_mid_create += 1;
+        }
     }
+    assert!(
+        cut_mid_create > 0,
+        "no create was cut off midway; the test proves nothing"
+    );
     let settled = common::eventually(std::time::Duration::from_secs(20), async || {
         let (_, list) = s.get("/sandboxes").await;
         list["sandboxes"]
@@ -149,11 +166,7 @@ async fn clients_hanging_up_mid_create_leave_nothing_half_made() {
     assert!(settled, "a create stayed half-done");
     let (_, list) = s.get("/sandboxes").await;
     let list = list["sandboxes"].as_array().unwrap();
-    // (A request cut off before it reached the server creates nothing.)
-    assert!(
-        !list.is_empty(),
-        "the creates that reached the server run to their end"
-    );
+    assert_eq!(list.len(), 5, "every create runs to its end");
     assert_eq!(s.sandbox_servers().len(), list.len());
     for sb in list {
         let id = sb["sandbox_id"].as_str().unwrap();
