@@ -306,6 +306,14 @@ async fn every_tool_has_schemas_annotations_and_a_description() {
         let ann = tool.annotations.as_ref().expect("annotations");
         assert!(ann.read_only_hint.is_some() && ann.destructive_hint.is_some());
     }
+    // Only JSON Schema's own formats: validators warn on schemars' "uint".
+    let listed = serde_json::to_string(&tools).unwrap();
+    for format in ["\"uint", "\"int32", "\"int64", "\"uint64", "\"double"] {
+        assert!(
+            !listed.contains(&format!("\"format\":{format}")),
+            "{format} in tools/list"
+        );
+    }
     let read_only = |name: &str| {
         tools
             .iter()

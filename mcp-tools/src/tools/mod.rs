@@ -112,18 +112,43 @@ impl ServerHandler for Tools {
     }
 }
 
-/// Drops the `$schema` keys from a tool's schemas: clients know the
-/// dialect, and a model reads every byte of tools/list on every turn.
+/// Trims a tool's schemas for the clients that read them: no `$schema`
+/// (clients know the dialect, and a model reads every byte of tools/list on
+/// every turn), and no `format` on integers (schemars' `uint`, `int64`, …
+/// are not JSON Schema formats; validators such as Claude Code's warn on
+/// them).
 fn compact(mut tool: Tool) -> Tool {
-    tool.input_schema = without_dialect(&tool.input_schema);
-    tool.output_schema = tool.output_schema.as_ref().map(without_dialect);
+    tool.input_schema = trimmed(&tool.input_schema);
+    tool.output_schema = tool.output_schema.as_ref().map(trimmed);
     tool
 }
 
-fn without_dialect(schema: &Arc<JsonObject>) -> Arc<JsonObject> {
+fn trimmed(schema: &Arc<JsonObject>) -> Arc<JsonObject> {
     let mut schema = (**schema).clone();
     schema.remove("$schema");
+    drop_integer_formats(&mut schema);
     Arc::new(schema)
+}
+
+fn drop_integer_formats(schema: &mut JsonObject) {
+    let integer = match schema.get("type") {
+        Some(serde_json::Value::String(t)) => t == "integer",
+        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+        _ => false,
+    };
+    if integer {
+        schema.remove("format");
+    }
+    for value in schema.values_mut() {
+        match value {
+            serde_json::Value::Object(inner) => drop_integer_formats(inner),
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .filter_map(serde_json::Value::as_object_mut)
+                .for_each(drop_integer_formats),
+            _ => {}
+        }
+    }
 }
 
 /// A successful tool result: `text` for the model to read, `data` as the
