@@ -100,13 +100,11 @@ fn main() {
             id += 1;
             let body = rt.block_on(session.call(id, "grep", tool_args));
             assert!(!body.contains(r#""isError":true"#), "grep failed: {body}");
-            let total = body
-                .split(r#""total":"#)
+            body.split(r#""total":"#)
                 .nth(1)
                 .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
                 .and_then(|n| n.parse::<usize>().ok())
-                .expect("total in the answer");
-            total
+                .expect("total in the answer")
         };
         let (rg_results, grep_results) = (rg(), grep());
         assert_eq!(
