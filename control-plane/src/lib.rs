@@ -113,11 +113,15 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     Ok(())
 }
 
+/// Every `every`: notice sandboxes that died, then stop expired ones.
 async fn reap_forever(manager: Arc<Manager>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(e) = manager.reconcile().await {
+            tracing::warn!("reconcile: {e}");
+        }
         if let Err(e) = manager.reap().await {
             tracing::warn!("reaper: {e}");
         }

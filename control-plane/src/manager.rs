@@ -580,6 +580,32 @@ impl Manager {
         Ok(())
     }
 
+    /// Compares running records with what the provider sees, so a sandbox
+    /// that died on its own is shown paused instead of with a dead URL.
+    pub async fn reconcile(&self) -> Result<()> {
+        let running = self.store.list(&ListFilter {
+            state: Some(SandboxState::Running),
+            limit: usize::MAX,
+            ..ListFilter::default()
+        })?;
+        for r in running {
+            if self.check_provider(&r).is_err() {
+                continue;
+            }
+            let lock = self.lock_for(&r.id);
+            let _guard = lock.lock().await;
+            let Some(mut record) = self.store.get(&r.id)? else {
+                continue;
+            };
+            if record.state == SandboxState::Running
+                && let Err(e) = self.refresh(&mut record).await
+            {
+                tracing::warn!(sandbox = %record.id, "cannot check it: {e}");
+            }
+        }
+        Ok(())
+    }
+
     /// One pass of the reaper: pause or delete sandboxes whose timeout passed.
     pub async fn reap(&self) -> Result<()> {
         let now = now();

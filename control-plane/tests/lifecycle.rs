@@ -431,3 +431,31 @@ async fn an_mcp_client_connects_with_the_returned_url_and_headers() {
     }
     let _ = client.cancel().await;
 }
+
+/// Without anyone asking, the control plane notices a sandbox that died and
+/// lists it as paused (resumable), not as running with a dead URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_that_dies_is_noticed_without_being_asked() {
+    let s = Server::start_with(Options {
+        extra_args: vec!["--reaper-interval-secs".into(), "1".into()],
+        ..Options::default()
+    });
+    let id = s.create("dana").await;
+    s.run(&id, "echo keep > kept.txt").await;
+    for pid in s.sandbox_servers() {
+        unsafe {
+            libc::kill(pid as i32, libc::SIGKILL);
+        }
+    }
+    // The list does not probe sandboxes itself: only the background check can flip it.
+    assert!(
+        eventually(Duration::from_secs(15), async || {
+            s.get("/sandboxes").await.1["sandboxes"][0]["status"] == "paused"
+        })
+        .await,
+        "the dead sandbox is still listed as running"
+    );
+    let (status, body) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.run(&id, "cat kept.txt").await["stdout"], "keep\n");
+}
