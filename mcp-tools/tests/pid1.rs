@@ -30,17 +30,7 @@ async fn orphans_are_reaped_when_the_server_is_pid_1() {
         .spawn()
         .expect("unshare (util-linux) is needed for this test");
     let guard = Namespace(child.id());
-    let started = Instant::now();
-    let addr = loop {
-        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-            break addr;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let addr = common::wait_for_addr(&addr_file);
     let url = format!("http://{addr}/mcp");
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url);
     let client = rmcp::ServiceExt::serve((), transport).await.unwrap();

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Tools, schema, success};
+use super::{Tools, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::{SNIFF_BYTES, cap_line, looks_binary};
 use crate::workspace::{WorkspacePath, op_error};
@@ -20,10 +20,6 @@ const DEFAULT_READ_LINES: usize = 2000;
 const MAX_LINE_CHARS: usize = 2000;
 /// Entries list_directory shows at most.
 const MAX_LIST_ENTRIES: usize = 2000;
-
-fn default_dot() -> String {
-    ".".to_owned()
-}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ReadFileArgs {

@@ -2,16 +2,12 @@
 //! (parallel, honours .gitignore) and `grep-searcher` with `grep-regex`.
 
 use std::io;
-use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
 use grep_regex::{RegexMatcher, RegexMatcherBuilder};
 use grep_searcher::{BinaryDetection, Searcher, SearcherBuilder, Sink, SinkContext, SinkMatch};
-use ignore::overrides::OverrideBuilder;
-use ignore::types::TypesBuilder;
-use ignore::{WalkBuilder, WalkState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
@@ -19,7 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::files::blocking;
-use super::{Tools, schema, success};
+use super::walk::{Filters, walk_files};
+use super::{Tools, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::cap_line;
 
@@ -32,10 +29,6 @@ const MAX_OUTPUT_CHARS: usize = 40_000;
 const MAX_LINE_CHARS: usize = 500;
 /// Lines of content kept in memory in all; past this only counts are kept.
 const MAX_STORED_LINES: usize = 50_000;
-
-fn default_dot() -> String {
-    ".".to_owned()
-}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -141,39 +134,22 @@ impl Tools {
         }
         let matcher = build_matcher(&args)?;
         let searcher = build_searcher(&args);
-        let walker = build_walker(&args, &root)?;
         let cancel = context.ct.clone();
         blocking(move || {
             let hits = Mutex::new(Vec::<FileHits>::new());
             let stored = AtomicUsize::new(0);
             let mode = args.output_mode;
             let numbered = args.line_numbers.unwrap_or(true);
-            // A single file is shown by its name; files under a folder by
-            // their path relative to it.
-            let prefix_root = if root.is_file() {
-                root.parent().unwrap_or(&root).to_path_buf()
-            } else {
-                root.clone()
+            let filters = Filters {
+                glob: args.glob.as_deref(),
+                file_type: args.file_type.as_deref(),
+                hidden: args.hidden,
+                no_ignore: args.no_ignore,
             };
-            walker.build_parallel().run(|| {
-                let (hits, stored, cancel) = (&hits, &stored, &cancel);
+            walk_files(&root, &filters, &cancel, || {
+                let (hits, stored) = (&hits, &stored);
                 let (matcher, mut searcher) = (matcher.clone(), searcher.clone());
-                let prefix_root = &prefix_root;
-                Box::new(move |entry| {
-                    if cancel.is_cancelled() {
-                        return WalkState::Quit;
-                    }
-                    let Ok(entry) = entry else {
-                        return WalkState::Continue;
-                    };
-                    if !entry.file_type().is_some_and(|t| t.is_file()) {
-                        return WalkState::Continue;
-                    }
-                    let rel = entry
-                        .path()
-                        .strip_prefix(prefix_root)
-                        .unwrap_or(entry.path());
-                    let rel = rel.to_string_lossy().into_owned();
+                move |entry: &ignore::DirEntry, rel: String| {
                     let keep_lines = mode == OutputMode::Content
                         && stored.load(Ordering::Relaxed) < MAX_STORED_LINES;
                     let mut sink = Collect {
@@ -184,14 +160,9 @@ impl Tools {
                         count: 0,
                         lines: Vec::new(),
                     };
-                    if searcher
-                        .search_path(&matcher, entry.path(), &mut sink)
-                        .is_err()
-                    {
-                        return WalkState::Continue;
-                    }
-                    if sink.count == 0 {
-                        return WalkState::Continue;
+                    let searched = searcher.search_path(&matcher, entry.path(), &mut sink);
+                    if searched.is_err() || sink.count == 0 {
+                        return;
                     }
                     stored.fetch_add(sink.lines.len(), Ordering::Relaxed);
                     let mtime = if mode == OutputMode::FilesWithMatches {
@@ -212,12 +183,8 @@ impl Tools {
                             count,
                             lines,
                         });
-                    WalkState::Continue
-                })
-            });
-            if cancel.is_cancelled() {
-                return Err(ToolError::Failed("cancelled".to_owned()));
-            }
+                }
+            })?;
             let mut hits = hits
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -258,41 +225,6 @@ fn build_searcher(args: &GrepArgs) -> Searcher {
         .before_context(before)
         .after_context(after)
         .build()
-}
-
-fn build_walker(args: &GrepArgs, root: &Path) -> Result<WalkBuilder, ToolError> {
-    let mut walker = WalkBuilder::new(root);
-    walker
-        .hidden(!args.hidden)
-        .git_ignore(!args.no_ignore)
-        .git_global(false)
-        .git_exclude(!args.no_ignore)
-        .ignore(!args.no_ignore)
-        .parents(!args.no_ignore)
-        .require_git(false);
-    if let Some(glob) = &args.glob {
-        let mut overrides = OverrideBuilder::new(root);
-        overrides
-            .add(glob)
-            .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?;
-        walker.overrides(
-            overrides
-                .build()
-                .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?,
-        );
-    }
-    if let Some(file_type) = &args.file_type {
-        let mut types = TypesBuilder::new();
-        types.add_defaults();
-        types.select(file_type);
-        let types = types.build().map_err(|e| {
-            ToolError::InvalidArgument(format!(
-                "{e}; use a ripgrep type name such as rust, py, js, ts, go, java, c, cpp, md"
-            ))
-        })?;
-        walker.types(types);
-    }
-    Ok(walker)
 }
 
 fn render(

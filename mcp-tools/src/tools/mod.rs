@@ -8,6 +8,7 @@ mod grep;
 mod jobs;
 mod paths;
 mod search;
+mod walk;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -149,6 +150,11 @@ fn drop_integer_formats(schema: &mut JsonObject) {
             _ => {}
         }
     }
+}
+
+/// The default `path` of the tools that take a folder: the workspace root.
+fn default_dot() -> String {
+    ".".to_owned()
 }
 
 /// A successful tool result: `text` for the model to read, `data` as the

@@ -3,8 +3,6 @@
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-use ignore::overrides::OverrideBuilder;
-use ignore::{WalkBuilder, WalkState};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
@@ -12,16 +10,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::files::blocking;
-use super::{Tools, schema, success};
+use super::walk::{Filters, walk_files};
+use super::{Tools, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 
 /// Files search_files returns unless `limit` says otherwise.
 const DEFAULT_FILE_LIMIT: usize = 500;
 const MAX_FILE_LIMIT: usize = 10_000;
-
-fn default_dot() -> String {
-    ".".to_owned()
-}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SearchFilesArgs {
@@ -79,57 +74,29 @@ impl Tools {
                 "limit must be between 1 and {MAX_FILE_LIMIT}"
             )));
         }
-        let mut globs = OverrideBuilder::new(&root);
-        globs
-            .add(&args.pattern)
-            .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?;
-        let globs = globs
-            .build()
-            .map_err(|e| ToolError::InvalidArgument(format!("invalid glob: {e}")))?;
         let cancel = context.ct.clone();
         blocking(move || {
             let found = Mutex::new(Vec::<(SystemTime, String)>::new());
-            WalkBuilder::new(&root)
-                .overrides(globs)
-                .hidden(!args.hidden)
-                .git_ignore(!args.no_ignore)
-                .git_global(false)
-                .git_exclude(!args.no_ignore)
-                .ignore(!args.no_ignore)
-                .parents(!args.no_ignore)
-                .require_git(false)
-                .build_parallel()
-                .run(|| {
-                    let found = &found;
-                    let root = &root;
-                    let cancel = &cancel;
-                    Box::new(move |entry| {
-                        if cancel.is_cancelled() {
-                            return WalkState::Quit;
-                        }
-                        let Ok(entry) = entry else {
-                            return WalkState::Continue;
-                        };
-                        if !entry.file_type().is_some_and(|t| t.is_file()) {
-                            return WalkState::Continue;
-                        }
-                        let mtime = entry
-                            .metadata()
-                            .ok()
-                            .and_then(|m| m.modified().ok())
-                            .unwrap_or(SystemTime::UNIX_EPOCH);
-                        let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-                        let rel = rel.to_string_lossy().into_owned();
-                        found
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner)
-                            .push((mtime, rel));
-                        WalkState::Continue
-                    })
-                });
-            if cancel.is_cancelled() {
-                return Err(ToolError::Failed("cancelled".to_owned()));
-            }
+            let filters = Filters {
+                glob: Some(&args.pattern),
+                hidden: args.hidden,
+                no_ignore: args.no_ignore,
+                ..Filters::default()
+            };
+            walk_files(&root, &filters, &cancel, || {
+                let found = &found;
+                move |entry: &ignore::DirEntry, rel: String| {
+                    let mtime = entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    found
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .push((mtime, rel));
+                }
+            })?;
             let mut found = found
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);

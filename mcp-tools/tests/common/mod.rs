@@ -94,17 +94,7 @@ impl Server {
                 }
             });
         }
-        let started = Instant::now();
-        let addr = loop {
-            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-                break addr;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "mcp-tools did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let addr = wait_for_addr(&addr_file);
         Server {
             child,
             addr,
@@ -154,6 +144,21 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits for mcp-tools to write the address it listens on (`--addr-file`).
+pub fn wait_for_addr(addr_file: &Path) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(addr) = std::fs::read_to_string(addr_file) {
+            return addr;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "mcp-tools did not start"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
 
