@@ -91,3 +91,55 @@ where
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    fn tree(files: usize) -> tempfile::TempDir {
+        let tmp = tempfile::tempdir().unwrap();
+        for i in 0..files {
+            std::fs::write(tmp.path().join(format!("f{i}.txt")), "x").unwrap();
+        }
+        tmp
+    }
+
+    #[test]
+    fn visits_every_file_with_its_relative_path() {
+        let tmp = tree(50);
+        let seen = std::sync::Mutex::new(Vec::new());
+        walk_files(
+            tmp.path(),
+            &Filters::default(),
+            &CancellationToken::new(),
+            || |_: &DirEntry, rel: String| seen.lock().unwrap().push(rel),
+        )
+        .unwrap();
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen.len(), 50);
+        assert_eq!(seen[0], "f0.txt");
+    }
+
+    /// A cancelled walk stops at the next file and says so.
+    #[test]
+    fn cancellation_stops_the_walk() {
+        let tmp = tree(2000);
+        let cancel = CancellationToken::new();
+        let visited = AtomicUsize::new(0);
+        let result = walk_files(tmp.path(), &Filters::default(), &cancel, || {
+            |_: &DirEntry, _: String| {
+                if visited.fetch_add(1, Ordering::Relaxed) == 10 {
+                    cancel.cancel();
+                }
+            }
+        });
+        assert!(matches!(result, Err(ToolError::Failed(m)) if m == "cancelled"));
+        assert!(
+            visited.load(Ordering::Relaxed) < 100,
+            "{visited:?} files visited"
+        );
+    }
+}
