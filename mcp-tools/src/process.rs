@@ -168,9 +168,11 @@ pub async fn run_foreground(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()?;
     let pgid = child.id().unwrap_or(0);
+    // If the caller stops waiting (the request is dropped), the whole group
+    // goes, not just the shell.
+    let mut group = GroupGuard(Some(pgid));
     let stdout = Arc::new(Mutex::new(HeadTail::new(limit)));
     let stderr = Arc::new(Mutex::new(HeadTail::new(limit)));
     let readers = [
@@ -191,6 +193,9 @@ pub async fn run_foreground(
             child.wait().await?
         }
     };
+    // The shell has exited; what it left running in the background is its
+    // own business from here on.
+    group.0 = None;
 
     let mut output_left_open = false;
     for mut reader in readers {
@@ -212,6 +217,17 @@ pub async fn run_foreground(
         output_left_open,
         duration: started.elapsed(),
     })
+}
+
+/// Kills a process group when dropped, unless emptied first.
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0 {
+            let _ = kill_group(pgid, libc::SIGKILL);
+        }
+    }
 }
 
 /// Copies a stream into a capped buffer until it ends.
