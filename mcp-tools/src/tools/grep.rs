@@ -294,8 +294,10 @@ fn render(
         ));
     }
     if mode == OutputMode::Content && total > 0 {
+        let lines = if matches == 1 { "line" } else { "lines" };
+        let files = if files_matched == 1 { "file" } else { "files" };
         text.push_str(&format!(
-            "\n[{matches} matching lines in {files_matched} files]"
+            "\n[{matches} matching {lines} in {files_matched} {files}]"
         ));
     }
     success(
