@@ -101,6 +101,30 @@ impl Workspace {
         }
     }
 
+    /// Opens a regular file for reading. FIFOs, sockets and devices are
+    /// refused; the open does not block, so a FIFO cannot hang the call.
+    pub fn open_file(&self, path: &WorkspacePath) -> Result<std::fs::File, ToolError> {
+        use cap_std::fs::{OpenOptions, OpenOptionsExt};
+        let file = self
+            .dir
+            .open_with(
+                path.rel(),
+                OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK),
+            )
+            .map_err(|e| op_error("opening", path, e))?;
+        let meta = file.metadata().map_err(|e| op_error("reading", path, e))?;
+        if meta.is_dir() {
+            return Err(ToolError::IsADirectory(path.display()));
+        }
+        if !meta.is_file() {
+            return Err(ToolError::InvalidArgument(format!(
+                "'{}' is not a regular file (a FIFO, socket or device); use run_command for it",
+                path.display()
+            )));
+        }
+        Ok(file.into_std())
+    }
+
     /// The root as a [`WorkspacePath`].
     pub fn root_path(&self) -> WorkspacePath {
         WorkspacePath {

@@ -337,3 +337,34 @@ async fn new_tools_refuse_escapes_but_may_remove_a_link_that_points_out() {
     ok(&call(&client, "delete_path", json!({"path": "out"})).await);
     assert!(outside.path().join("keep.txt").exists());
 }
+
+/// A FIFO in the workspace must not hang a call that reads files.
+#[tokio::test]
+async fn fifos_are_refused_without_blocking() {
+    let server = Server::start();
+    let client = server.client().await;
+    let status = std::process::Command::new("mkfifo")
+        .arg(server.path("pipe"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let calls = [
+        ("read_file", json!({"path": "pipe"})),
+        (
+            "edit_file",
+            json!({"path": "pipe", "old_string": "a", "new_string": "b"}),
+        ),
+    ];
+    for (tool, args) in calls {
+        let result = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            call(&client, tool, args),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{tool} hung on a FIFO"));
+        let msg = err(&result);
+        assert!(msg.contains("not a regular file"), "{tool}: {msg}");
+    }
+    let out = ok(&call(&client, "file_info", json!({"path": "pipe"})).await);
+    assert_eq!(out["kind"], "other");
+}

@@ -1,5 +1,7 @@
 //! edit_file: exact string replacement, with a precondition on the file's hash.
 
+use std::io::Read;
+
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -72,7 +74,10 @@ impl Tools {
         blocking(move || {
             let ws = &state.workspace;
             let shown = path.display();
-            let bytes = ws.dir().read(path.rel()).map_err(|e| op_error("reading", &path, e))?;
+            let mut bytes = Vec::new();
+            ws.open_file(&path)?
+                .read_to_end(&mut bytes)
+                .map_err(|e| op_error("reading", &path, e))?;
             let hash = hex(&Sha256::digest(&bytes));
             if let Some(expected) = &args.expected_sha256
                 && !expected.trim().eq_ignore_ascii_case(&hash)

@@ -159,14 +159,8 @@ where
 fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) -> ToolResult {
     let ws = &state.workspace;
     let shown = path.display();
-    let file = ws
-        .dir()
-        .open(path.rel())
-        .map_err(|e| op_error("opening", path, e))?;
+    let file = ws.open_file(path)?;
     let meta = file.metadata().map_err(|e| op_error("reading", path, e))?;
-    if meta.is_dir() {
-        return Err(ToolError::IsADirectory(shown));
-    }
     let size = meta.len();
     let ranged = args.offset.is_some() || args.limit.is_some();
     if !ranged && size > state.max_read_bytes {
@@ -190,7 +184,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
     }
     let numbered = args.line_numbers.unwrap_or(ranged);
 
-    let mut reader = BufReader::with_capacity(64 * 1024, file.into_std());
+    let mut reader = BufReader::with_capacity(64 * 1024, file);
     let sniff = reader
         .fill_buf()
         .map_err(|e| op_error("reading", path, e))?;

@@ -282,10 +282,8 @@ impl Tools {
                     out.entries = dir.read_dir(path.rel()).ok().map(|d| d.count() as u64);
                 }
                 "file" => {
-                    let file = dir
-                        .open(path.rel())
-                        .map_err(|e| op_error("reading", &path, e))?;
-                    let mut reader = BufReader::with_capacity(64 * 1024, file.into_std());
+                    let file = state.workspace.open_file(&path)?;
+                    let mut reader = BufReader::with_capacity(64 * 1024, file);
                     let head = reader
                         .fill_buf()
                         .map_err(|e| op_error("reading", &path, e))?;
