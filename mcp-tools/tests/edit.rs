@@ -368,3 +368,31 @@ async fn fifos_are_refused_without_blocking() {
     let out = ok(&call(&client, "file_info", json!({"path": "pipe"})).await);
     assert_eq!(out["kind"], "other");
 }
+
+/// A file that is one enormous line is read in bounded memory and shown cut.
+#[tokio::test]
+async fn one_huge_line_is_cut_not_loaded() {
+    let server = Server::start();
+    let client = server.client().await;
+    let mut body = "é".repeat(5_000_000);
+    body.push_str("\nsecond\n");
+    write(&server.path("min.js"), &body);
+    let result = call(
+        &client,
+        "read_file",
+        json!({"path": "min.js", "offset": 1, "limit": 2}),
+    )
+    .await;
+    let out = ok(&result);
+    assert_eq!(out["total_lines"], 2);
+    assert_eq!(out["cut_lines"], 1);
+    assert_eq!(out["lossy"], false);
+    let content = out["content"].as_str().unwrap();
+    assert!(
+        content.contains("... [line of 10000001 bytes cut]"),
+        "{}",
+        &content[content.len() - 100..]
+    );
+    assert!(content.ends_with("     2\tsecond\n"));
+    assert!(content.len() < 10_000, "{} bytes", content.len());
+}

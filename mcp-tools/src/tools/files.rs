@@ -200,20 +200,21 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
     let mut line = Vec::new();
     loop {
         line.clear();
-        let n = reader
-            .read_until(b'\n', &mut line)
+        // Only the start of a very long line is kept in memory: a file that
+        // is one 10 GB line must not be loaded whole to show 2000 characters.
+        let n = read_line_capped(&mut reader, &mut line, MAX_LINE_CHARS * 4, &mut hasher)
             .map_err(|e| op_error("reading", path, e))?;
         if n == 0 {
             break;
         }
-        hasher.update(&line);
         total_lines += 1;
         let in_window = total_lines >= offset && total_lines < offset.saturating_add(limit);
         if !in_window || budget_hit {
             continue;
         }
+        let whole = n == line.len();
         let mut body = line.as_slice();
-        if let Some(rest) = body.strip_suffix(b"\n") {
+        if whole && let Some(rest) = body.strip_suffix(b"\n") {
             body = rest;
             if let Some(rest) = body.strip_suffix(b"\r") {
                 body = rest;
@@ -222,13 +223,22 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         }
         let text = match std::str::from_utf8(body) {
             Ok(text) => std::borrow::Cow::Borrowed(text),
+            // A kept prefix may end inside a character: not an encoding fault.
+            Err(e) if !whole && e.error_len().is_none() => std::borrow::Cow::Borrowed(
+                std::str::from_utf8(&body[..e.valid_up_to()]).unwrap_or(""),
+            ),
             Err(_) => {
                 lossy = true;
                 String::from_utf8_lossy(body)
             }
         };
-        let shown_line = cap_line(&text, MAX_LINE_CHARS);
-        if shown_line.len() != text.len() {
+        let shown_line = if whole {
+            cap_line(&text, MAX_LINE_CHARS)
+        } else {
+            let head: String = text.chars().take(MAX_LINE_CHARS).collect();
+            std::borrow::Cow::Owned(format!("{head}... [line of {n} bytes cut]"))
+        };
+        if shown_line.len() != text.len() || !whole {
             cut_lines += 1;
         }
         if content.len() + shown_line.len() > state.max_read_bytes as usize && end_line > 0 {
@@ -306,6 +316,37 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         text.push_str(&format!("[{}]", notes.join("; ")));
     }
     Ok(success(text, &out))
+}
+
+/// Reads one line, through its `\n`, into `line`, keeping at most `keep`
+/// bytes of it; every byte goes to `hasher`. Returns the line's whole
+/// length in bytes, 0 at the end of the file.
+fn read_line_capped(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    keep: usize,
+    hasher: &mut Sha256,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, ends) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        hasher.update(chunk);
+        let room = keep.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        total += n;
+        reader.consume(n);
+        if ends {
+            return Ok(total);
+        }
+    }
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same
