@@ -396,3 +396,18 @@ async fn one_huge_line_is_cut_not_loaded() {
     assert!(content.ends_with("     2\tsecond\n"));
     assert!(content.len() < 10_000, "{} bytes", content.len());
 }
+
+#[tokio::test]
+async fn edit_refuses_files_too_large_to_hold() {
+    let server = Server::start();
+    let client = server.client().await;
+    let file = std::fs::File::create(server.path("big.log")).unwrap();
+    file.set_len(33 * 1024 * 1024).unwrap();
+    let msg = err(&call(
+        &client,
+        "edit_file",
+        json!({"path": "big.log", "old_string": "a", "new_string": "b"}),
+    )
+    .await);
+    assert!(msg.contains("up to 33554432 bytes"), "{msg}");
+}

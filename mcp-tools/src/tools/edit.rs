@@ -16,6 +16,8 @@ use crate::workspace::op_error;
 
 /// Lines of context shown around an edit.
 const SNIPPET_CONTEXT: usize = 3;
+/// Largest file edit_file loads (it holds the file and its edited copy).
+const MAX_EDIT_BYTES: u64 = 32 * 1024 * 1024;
 /// Lines listed when a string occurs more than once.
 const MAX_LISTED_LINES: usize = 20;
 
@@ -74,8 +76,16 @@ impl Tools {
         blocking(move || {
             let ws = &state.workspace;
             let shown = path.display();
+            let file = ws.open_file(&path)?;
+            let size = file.metadata().map_err(|e| op_error("reading", &path, e))?.len();
+            if size > MAX_EDIT_BYTES {
+                return Err(ToolError::InvalidArgument(format!(
+                    "'{shown}' is {size} bytes; edit_file edits files up to {MAX_EDIT_BYTES} bytes \
+                     (use run_command with sed or a script for larger ones)"
+                )));
+            }
             let mut bytes = Vec::new();
-            ws.open_file(&path)?
+            file.take(MAX_EDIT_BYTES + 1)
                 .read_to_end(&mut bytes)
                 .map_err(|e| op_error("reading", &path, e))?;
             let hash = hex(&Sha256::digest(&bytes));
