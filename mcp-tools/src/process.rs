@@ -58,6 +58,8 @@ impl CommandSpec {
         cmd.arg("-c")
             .arg(&self.command)
             .current_dir(&self.cwd)
+            // The server's own secret is not the commands' business.
+            .env_remove("MCP_AUTH_TOKEN")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .process_group(0);
         cmd

@@ -185,3 +185,39 @@ async fn commands_leave_no_zombies() {
         zombies()
     );
 }
+
+/// A token given in the environment guards the server but is not handed
+/// to the commands it runs.
+#[tokio::test]
+async fn commands_do_not_see_the_servers_token() {
+    let mut server = Server::start_with(common::Options {
+        env: vec![("MCP_AUTH_TOKEN", "env-secret-token")],
+        ..common::Options::default()
+    });
+    server.token = Some("env-secret-token".to_owned());
+    let client = server.client().await;
+    let out = ok(&call(
+        &client,
+        "run_command",
+        json!({"command": "echo ${MCP_AUTH_TOKEN:-unset}"}),
+    )
+    .await);
+    assert_eq!(out["stdout"], "unset\n");
+    let (id, _) = {
+        let out = ok(&call(
+            &client,
+            "run_command",
+            json!({"command": "env", "background": true}),
+        )
+        .await);
+        (out["id"].as_str().unwrap().to_owned(), ())
+    };
+    ok(&call(
+        &client,
+        "process_wait",
+        json!({"id": id, "timeout_ms": 10000}),
+    )
+    .await);
+    let env = ok(&call(&client, "process_output", json!({"id": id})).await);
+    assert!(!env["output"].as_str().unwrap().contains("env-secret-token"));
+}

@@ -32,6 +32,8 @@ pub struct Options {
     pub extra_args: Vec<String>,
     /// Collect the server's log lines at this level (readable with `logs()`).
     pub log_level: Option<&'static str>,
+    /// Extra environment variables for the server.
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl Server {
@@ -63,6 +65,7 @@ impl Server {
             .arg(&addr_file)
             .args(&opts.extra_args)
             .env_remove("MCP_AUTH_TOKEN")
+            .envs(opts.env.iter().copied())
             .env_remove("RUST_LOG")
             .env("MCP_LOG_LEVEL", opts.log_level.unwrap_or("warn"))
             .stdin(Stdio::null())
