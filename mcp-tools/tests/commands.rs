@@ -203,15 +203,13 @@ async fn commands_do_not_see_the_servers_token() {
     )
     .await);
     assert_eq!(out["stdout"], "unset\n");
-    let (id, _) = {
-        let out = ok(&call(
-            &client,
-            "run_command",
-            json!({"command": "env", "background": true}),
-        )
-        .await);
-        (out["id"].as_str().unwrap().to_owned(), ())
-    };
+    let out = ok(&call(
+        &client,
+        "run_command",
+        json!({"command": "env", "background": true}),
+    )
+    .await);
+    let id = out["id"].as_str().unwrap();
     ok(&call(
         &client,
         "process_wait",
