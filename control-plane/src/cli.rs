@@ -67,7 +67,7 @@ pub enum Command {
     List {
         #[arg(long)]
         user: Option<String>,
-        /// creating, running or paused.
+        /// creating, running, paused or gone.
         #[arg(long)]
         state: Option<String>,
         /// Only sandboxes with this label; repeatable.

@@ -13,6 +13,9 @@ use crate::error::{Error, Result};
 pub enum ProviderKind {
     /// Each sandbox is an mcp-tools child process on this machine.
     Local,
+    /// Each sandbox is a microVM in E2B's cloud, from a template built from
+    /// sandbox-template/ (needs E2B_API_KEY and E2B_TEMPLATE_ID).
+    E2b,
 }
 
 /// What the reaper does with a sandbox whose timeout has passed.
@@ -89,7 +92,8 @@ pub struct ServeConfig {
     )]
     pub on_expire: ExpiryAction,
 
-    /// How often the reaper looks for expired sandboxes (seconds).
+    /// How often the reaper looks for expired sandboxes, after comparing the
+    /// records with what the provider sees (seconds).
     #[arg(long, env = "CONTROL_PLANE_REAPER_INTERVAL", default_value_t = 15)]
     pub reaper_interval_secs: u64,
 
@@ -117,6 +121,88 @@ pub struct ServeConfig {
     /// Log filter, e.g. info or control_plane=debug.
     #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub e2b: E2bArgs,
+}
+
+/// Settings of the `e2b` provider (E2B's cloud microVMs). The environment
+/// variables are the ones E2B's own SDKs and CLI read.
+#[derive(Clone, Args)]
+pub struct E2bArgs {
+    /// E2B API key (https://e2b.dev/dashboard). Never logged.
+    #[arg(long, env = "E2B_API_KEY", hide_env_values = true)]
+    pub e2b_api_key: Option<String>,
+
+    /// Template to create sandboxes from: one built from sandbox-template/
+    /// (its name or id). A create may name another with template_id.
+    #[arg(long, env = "E2B_TEMPLATE_ID")]
+    pub e2b_template_id: Option<String>,
+
+    /// E2B's domain: sandbox ports are reached at https://{port}-{id}.{domain}.
+    #[arg(long, env = "E2B_DOMAIN", default_value = "e2b.app")]
+    pub e2b_domain: String,
+
+    /// E2B's API. Default: https://api.{domain}.
+    #[arg(long, env = "E2B_API_URL")]
+    pub e2b_api_url: Option<String>,
+
+    /// Debug mode, as in E2B's SDKs: sandbox ports are reached at
+    /// http://localhost:{port} instead (for a local E2B stand-in or tunnel).
+    #[arg(long, env = "E2B_DEBUG", value_parser = clap::builder::BoolishValueParser::new())]
+    pub e2b_debug: bool,
+
+    /// Port of mcp-tools inside the sandbox (the template's --port).
+    #[arg(long, env = "E2B_MCP_PORT", default_value_t = 6060)]
+    pub e2b_mcp_port: u16,
+
+    /// Port of envd, E2B's agent in every sandbox (change it only in debug mode).
+    #[arg(long, env = "E2B_ENVD_PORT", default_value_t = 49983)]
+    pub e2b_envd_port: u16,
+
+    /// mcp-tools' token file inside the sandbox (the template's --token-file),
+    /// written as the sandbox's `user` on create and resume.
+    #[arg(
+        long,
+        env = "E2B_MCP_TOKEN_FILE",
+        default_value = "/var/lib/mcp-tools/token"
+    )]
+    pub e2b_token_file: String,
+
+    /// When E2B's own timeout of a sandbox passes (the control plane being
+    /// down), E2B pauses it (true) or kills it (false).
+    #[arg(long, env = "E2B_AUTO_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub e2b_auto_pause: bool,
+
+    /// The template runs code-server on port 9000: report its URL as vscode_url.
+    #[arg(long, env = "E2B_CODE_SERVER", value_parser = clap::builder::BoolishValueParser::new())]
+    pub e2b_code_server: bool,
+
+    /// Time limit of each call to E2B's API (seconds; creates get twice this).
+    #[arg(long, env = "E2B_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub e2b_request_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for E2bArgs {
+    // The API key never reaches a log, even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("E2bArgs")
+            .field(
+                "e2b_api_key",
+                &self.e2b_api_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("e2b_template_id", &self.e2b_template_id)
+            .field("e2b_domain", &self.e2b_domain)
+            .field("e2b_api_url", &self.e2b_api_url)
+            .field("e2b_debug", &self.e2b_debug)
+            .field("e2b_mcp_port", &self.e2b_mcp_port)
+            .field("e2b_envd_port", &self.e2b_envd_port)
+            .field("e2b_token_file", &self.e2b_token_file)
+            .field("e2b_auto_pause", &self.e2b_auto_pause)
+            .field("e2b_code_server", &self.e2b_code_server)
+            .field("e2b_request_timeout_secs", &self.e2b_request_timeout_secs)
+            .finish()
+    }
 }
 
 /// One configured API key.

@@ -23,6 +23,10 @@ pub enum Error {
     /// The sandbox is in the wrong state for this operation.
     #[error("{0}")]
     Conflict(String),
+    /// The provider no longer has the sandbox (it was killed, or lost):
+    /// only delete is left.
+    #[error("{0}")]
+    Gone(String),
     /// The provider cannot do this at all.
     #[error("the {provider} provider does not support {operation}")]
     Unsupported {
@@ -52,6 +56,7 @@ impl Error {
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
             Error::Upstream(_) => StatusCode::BAD_GATEWAY,
             Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -67,6 +72,7 @@ impl Error {
             Error::Forbidden(_) => "forbidden",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Gone(_) => "gone",
             Error::Unsupported { .. } => "unsupported",
             Error::Tool(_) => "tool_error",
             Error::Upstream(_) => "upstream_error",

@@ -80,6 +80,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         manager.clone(),
         Duration::from_secs(config.reaper_interval_secs.max(1)),
     ));
+
     let app = api::router(api::AppState {
         manager: manager.clone(),
         keys: Arc::new(keys),
@@ -119,7 +120,8 @@ async fn reap_forever(manager: Arc<Manager>, every: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(e) = manager.reconcile().await {
+        // The provider's own timeouts are kept one tick past the expiry.
+        if let Err(e) = manager.reconcile(every.as_secs()).await {
             tracing::warn!("reconcile: {e}");
         }
         if let Err(e) = manager.reap().await {

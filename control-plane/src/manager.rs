@@ -16,8 +16,6 @@ use crate::model::*;
 use crate::provider::{CreateSpec, Observed, Provider, Started};
 use crate::store::{ListFilter, SandboxRecord, Store};
 
-/// Port whose URL is reported as `vscode_url`, as in the original server.
-const VSCODE_PORT: u16 = 9000;
 /// Tool calls that do not run a command should answer quickly.
 const FILE_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// mcp-tools' own ceiling for a foreground command, and its default.
@@ -121,8 +119,7 @@ impl Manager {
     }
 
     fn info(&self, r: &SandboxRecord) -> SandboxInfo {
-        let vscode = self.provider.port_url(r, VSCODE_PORT).unwrap_or_default();
-        r.info(vscode)
+        r.info(self.provider.vscode_url(r))
     }
 
     /// The record if it exists and the caller may see it; 404 otherwise, so a
@@ -255,14 +252,39 @@ impl Manager {
                     self.store.update(record)?;
                 }
             }
-            Observed::Stopped | Observed::Gone => {
+            Observed::Stopped => {
                 tracing::warn!(sandbox = %record.id, "found stopped; marking it paused");
-                record.state = SandboxState::Paused;
-                self.store.update(record)?;
-                self.pool.forget(&record.id).await;
+                self.mark(record, SandboxState::Paused).await?;
+            }
+            Observed::Gone => {
+                tracing::warn!(sandbox = %record.id, "its provider no longer has it; marking it gone");
+                self.mark(record, SandboxState::Gone).await?;
             }
         }
         Ok(())
+    }
+
+    /// Records a state the provider reached by itself. A gone sandbox keeps
+    /// no URL, so nobody is sent to an address that leads nowhere.
+    async fn mark(&self, record: &mut SandboxRecord, state: SandboxState) -> Result<()> {
+        record.state = state;
+        if state == SandboxState::Gone {
+            record.mcp_url.clear();
+            record.mcp_headers.clear();
+        }
+        self.store.update(record)?;
+        self.pool.forget(&record.id).await;
+        Ok(())
+    }
+
+    /// Passes a provider's error on, first marking the sandbox gone when the
+    /// provider says it no longer has it.
+    async fn note_gone<T>(&self, record: &mut SandboxRecord, result: Result<T>) -> Result<T> {
+        if let Err(Error::Gone(_)) = &result {
+            tracing::warn!(sandbox = %record.id, "its provider no longer has it; marking it gone");
+            self.mark(record, SandboxState::Gone).await?;
+        }
+        result
     }
 
     pub async fn list(&self, caller: &Caller, q: ListQuery) -> Result<ListResponse> {
@@ -315,10 +337,13 @@ impl Manager {
                     "sandbox {id} is still being created"
                 )));
             }
+            SandboxState::Gone => return Err(gone(id)),
             SandboxState::Paused => self.resume_locked(&mut record).await?,
             SandboxState::Running => {
                 self.refresh(&mut record).await?;
-                if record.state == SandboxState::Paused {
+                if record.state == SandboxState::Gone {
+                    return Err(gone(id));
+                } else if record.state == SandboxState::Paused {
                     self.resume_locked(&mut record).await?;
                 } else {
                     record.expires_at = now() + record.timeout_secs as i64;
@@ -331,6 +356,9 @@ impl Manager {
 
     pub async fn pause(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
         let (_guard, mut record) = self.locked(caller, id).await?;
+        if record.state == SandboxState::Gone {
+            return Err(gone(id));
+        }
         if record.state != SandboxState::Running {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}, not running",
@@ -346,7 +374,8 @@ impl Manager {
             return Err(self.provider.unsupported("pause"));
         }
         self.pool.forget(&record.id).await;
-        self.provider.pause(record).await?;
+        let paused = self.provider.pause(record).await;
+        self.note_gone(record, paused).await?;
         record.state = SandboxState::Paused;
         self.store.update(record)?;
         tracing::info!(sandbox = %record.id, "paused");
@@ -355,6 +384,9 @@ impl Manager {
 
     pub async fn resume(&self, caller: &Caller, id: &str) -> Result<SandboxInfo> {
         let (_guard, mut record) = self.locked(caller, id).await?;
+        if record.state == SandboxState::Gone {
+            return Err(gone(id));
+        }
         if record.state != SandboxState::Paused {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}, not paused",
@@ -367,7 +399,8 @@ impl Manager {
 
     async fn resume_locked(&self, record: &mut SandboxRecord) -> Result<()> {
         let _room = self.admit().await?;
-        let started = self.provider.resume(record).await?;
+        let started = self.provider.resume(record).await;
+        let started = self.note_gone(record, started).await?;
         apply_started(record, started);
         record.expires_at = now() + record.timeout_secs as i64;
         self.store.update(record)?;
@@ -392,7 +425,8 @@ impl Manager {
     pub async fn set_timeout(&self, caller: &Caller, id: &str, secs: u64) -> Result<SandboxInfo> {
         let secs = self.timeout(Some(secs))?;
         let (_guard, mut record) = self.locked(caller, id).await?;
-        self.provider.set_timeout(&record, secs).await?;
+        let set = self.provider.set_timeout(&record, secs).await;
+        self.note_gone(&mut record, set).await?;
         record.timeout_secs = secs;
         record.expires_at = now() + secs as i64;
         self.store.update(&record)?;
@@ -414,6 +448,9 @@ impl Manager {
     fn running(&self, caller: &Caller, id: &str) -> Result<Target> {
         let record = self.visible(caller, id)?;
         self.check_provider(&record)?;
+        if record.state == SandboxState::Gone {
+            return Err(gone(id));
+        }
         if record.state != SandboxState::Running {
             return Err(Error::Conflict(format!(
                 "sandbox {id} is {}; resume or connect it first",
@@ -536,7 +573,9 @@ impl Manager {
     pub async fn recover(&self) -> Result<()> {
         let (mut adopted, mut paused, mut dropped) = (0, 0, 0);
         for mut record in self.store.all()? {
-            if record.state == SandboxState::Paused || record.provider != self.provider.name() {
+            if matches!(record.state, SandboxState::Paused | SandboxState::Gone)
+                || record.provider != self.provider.name()
+            {
                 continue;
             }
             let seen = match self.provider.observe(&record).await {
@@ -562,8 +601,15 @@ impl Manager {
                     dropped += 1;
                     continue;
                 }
-                Observed::Stopped | Observed::Gone => {
+                Observed::Stopped => {
                     record.state = SandboxState::Paused;
+                    paused += 1;
+                }
+                Observed::Gone => {
+                    tracing::warn!(sandbox = %record.id, "its provider no longer has it; marking it gone");
+                    record.state = SandboxState::Gone;
+                    record.mcp_url.clear();
+                    record.mcp_headers.clear();
                     paused += 1;
                 }
             }
@@ -580,38 +626,13 @@ impl Manager {
         Ok(())
     }
 
-    /// Compares running records with what the provider sees, so a sandbox
-    /// that died on its own is shown paused instead of with a dead URL.
-    pub async fn reconcile(&self) -> Result<()> {
-        let running = self.store.list(&ListFilter {
-            state: Some(SandboxState::Running),
-            limit: usize::MAX,
-            ..ListFilter::default()
-        })?;
-        for r in running {
-            if self.check_provider(&r).is_err() {
-                continue;
-            }
-            let lock = self.lock_for(&r.id);
-            let _guard = lock.lock().await;
-            let Some(mut record) = self.store.get(&r.id)? else {
-                continue;
-            };
-            if record.state == SandboxState::Running
-                && let Err(e) = self.refresh(&mut record).await
-            {
-                tracing::warn!(sandbox = %record.id, "cannot check it: {e}");
-            }
-        }
-        Ok(())
-    }
-
     /// One pass of the reaper: pause or delete sandboxes whose timeout passed.
     pub async fn reap(&self) -> Result<()> {
         let now = now();
         let mut due = self.store.expired(SandboxState::Running, now)?;
         if self.on_expire == ExpiryAction::Delete {
             due.extend(self.store.expired(SandboxState::Paused, now)?);
+            due.extend(self.store.expired(SandboxState::Gone, now)?);
         }
         for stale in due {
             let lock = self.lock_for(&stale.id);
@@ -636,6 +657,101 @@ impl Manager {
             match result {
                 Ok(()) => tracing::info!(sandbox = %record.id, "timed out"),
                 Err(e) => tracing::warn!(sandbox = %record.id, "reaper could not stop it: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares the records with the provider's own list of its sandboxes,
+    /// for providers that can list them (E2B): a sandbox the provider lost
+    /// or killed is marked gone, one it paused by itself paused, and the
+    /// provider's own timeout of a running one is pushed forward when
+    /// activity here moved its expiry, to `margin_secs` past it, so that the
+    /// reaper (not the provider) acts first.
+    ///
+    /// Providers that cannot list are asked about each running sandbox, so
+    /// one that died on its own is shown paused instead of with a dead URL.
+    pub async fn reconcile(&self, margin_secs: u64) -> Result<()> {
+        let Some(seen) = self.provider.survey().await? else {
+            return self.refresh_running().await;
+        };
+        let (mut gone, mut paused, mut pushed) = (0, 0, 0);
+        for listed in self.store.all()? {
+            if listed.provider != self.provider.name()
+                || !matches!(listed.state, SandboxState::Running | SandboxState::Paused)
+            {
+                continue;
+            }
+            let lock = self.lock_for(&listed.id);
+            let _guard = lock.lock().await;
+            let Some(mut record) = self.store.get(&listed.id)? else {
+                continue;
+            };
+            match (record.state, seen.get(&record.provider_id)) {
+                (SandboxState::Running, Some(s)) if s.running => {
+                    let want = record.expires_at + margin_secs as i64;
+                    if s.ends_at.is_some_and(|end| end < want) {
+                        let secs = (want - now()).max(1) as u64;
+                        let set = self.provider.set_timeout(&record, secs).await;
+                        match self.note_gone(&mut record, set).await {
+                            Ok(()) => pushed += 1,
+                            Err(e) => {
+                                tracing::warn!(sandbox = %record.id, "cannot push its timeout: {e}")
+                            }
+                        }
+                    }
+                }
+                (SandboxState::Running, _) | (SandboxState::Paused, None) => {
+                    // The list may be older than the record (a resume may
+                    // have finished since): ask about this one before
+                    // changing it.
+                    match self.provider.observe(&record).await {
+                        Ok(Observed::Gone) => {
+                            tracing::warn!(sandbox = %record.id, "its provider no longer has it; marking it gone");
+                            self.mark(&mut record, SandboxState::Gone).await?;
+                            gone += 1;
+                        }
+                        Ok(Observed::Stopped) if record.state == SandboxState::Running => {
+                            tracing::info!(sandbox = %record.id, "its provider stopped it; marking it paused");
+                            self.mark(&mut record, SandboxState::Paused).await?;
+                            paused += 1;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(sandbox = %record.id, "cannot check it: {e}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        if gone + paused > 0 {
+            tracing::info!(gone, paused, "reconciled with the provider");
+        }
+        if pushed > 0 {
+            tracing::debug!(pushed, "pushed the provider's timeouts forward");
+        }
+        Ok(())
+    }
+
+    /// Refreshes every running record from the provider, one by one.
+    async fn refresh_running(&self) -> Result<()> {
+        let running = self.store.list(&ListFilter {
+            state: Some(SandboxState::Running),
+            limit: usize::MAX,
+            ..ListFilter::default()
+        })?;
+        for r in running {
+            if self.check_provider(&r).is_err() {
+                continue;
+            }
+            let lock = self.lock_for(&r.id);
+            let _guard = lock.lock().await;
+            let Some(mut record) = self.store.get(&r.id)? else {
+                continue;
+            };
+            if record.state == SandboxState::Running
+                && let Err(e) = self.refresh(&mut record).await
+            {
+                tracing::warn!(sandbox = %record.id, "cannot check it: {e}");
             }
         }
         Ok(())
@@ -688,6 +804,14 @@ fn apply_started(record: &mut SandboxRecord, s: Started) {
     record.mcp_headers = s.mcp_headers;
     record.provider_data = s.provider_data;
     record.state = SandboxState::Running;
+}
+
+/// The answer for a sandbox its provider no longer has.
+fn gone(id: &str) -> Error {
+    Error::Gone(format!(
+        "sandbox {id} is gone: its provider no longer has it (it was killed, or its \
+         provider's own timeout passed); delete it and create a new one"
+    ))
 }
 
 /// Unix seconds now.

@@ -17,6 +17,8 @@ pub enum SandboxState {
     Running,
     /// Stopped; its files are kept and `resume`/`connect` starts it again.
     Paused,
+    /// The provider no longer has it (e.g. E2B killed it): only delete is left.
+    Gone,
 }
 
 impl SandboxState {
@@ -26,6 +28,7 @@ impl SandboxState {
             SandboxState::Creating => "creating",
             SandboxState::Running => "running",
             SandboxState::Paused => "paused",
+            SandboxState::Gone => "gone",
         }
     }
 
@@ -35,6 +38,7 @@ impl SandboxState {
             "creating" => Some(SandboxState::Creating),
             "running" => Some(SandboxState::Running),
             "paused" => Some(SandboxState::Paused),
+            "gone" => Some(SandboxState::Gone),
             _ => None,
         }
     }

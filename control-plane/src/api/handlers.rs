@@ -55,7 +55,7 @@ pub async fn create(
     get, path = "/sandboxes",
     params(
         ("user_id" = Option<String>, Query, description = "Only this user's sandboxes"),
-        ("state" = Option<String>, Query, description = "creating, running or paused"),
+        ("state" = Option<String>, Query, description = "creating, running, paused or gone"),
         ("metadata.KEY" = Option<String>, Query, description = "Only sandboxes whose metadata KEY has this value (repeatable with different keys)"),
         ("limit" = Option<usize>, Query, description = "Page size, 1..=1000, default 100"),
         ("cursor" = Option<String>, Query, description = "next_cursor of the previous page"),
@@ -73,7 +73,7 @@ pub async fn list(
             "user_id" => q.user_id = Some(v),
             "state" => {
                 q.state = Some(SandboxState::parse(&v).ok_or_else(|| {
-                    Error::BadRequest("state must be creating, running or paused".into())
+                    Error::BadRequest("state must be creating, running, paused or gone".into())
                 })?)
             }
             "limit" => {

@@ -6,7 +6,7 @@
 //! [`build`]. Operations it cannot do keep the default methods, which answer
 //! [`Error::Unsupported`] instead of pretending.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -15,6 +15,7 @@ use crate::config::{ProviderKind, ServeConfig};
 use crate::error::{Error, Result};
 use crate::store::SandboxRecord;
 
+pub mod e2b;
 pub mod local;
 
 /// What a provider can do, shown at startup and used to refuse early.
@@ -66,6 +67,18 @@ pub enum Observed {
     Gone,
 }
 
+/// One sandbox in a provider's own list (see [`Provider::survey`]).
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Running, as opposed to paused.
+    pub running: bool,
+    /// Unix seconds at which the provider stops it by itself, if it does.
+    pub ends_at: Option<i64>,
+}
+
+/// Port whose URL is reported as `vscode_url`, as in the original server.
+pub const VSCODE_PORT: u16 = 9000;
+
 /// A place that runs sandboxes.
 #[async_trait]
 pub trait Provider: Send + Sync {
@@ -104,6 +117,19 @@ pub trait Provider: Send + Sync {
         Err(self.unsupported("expose-port"))
     }
 
+    /// URL of the editor (code-server on [`VSCODE_PORT`]), or empty when the
+    /// provider's sandboxes have none.
+    fn vscode_url(&self, record: &SandboxRecord) -> String {
+        self.port_url(record, VSCODE_PORT).unwrap_or_default()
+    }
+
+    /// Every sandbox the provider holds for control planes, by provider id,
+    /// in one look; `None` when it cannot list them. Reconciliation uses it
+    /// to notice sandboxes the provider stopped or lost by itself.
+    async fn survey(&self) -> Result<Option<HashMap<String, Seen>>> {
+        Ok(None)
+    }
+
     /// Tells the provider the sandbox's new timeout, for providers that enforce
     /// one themselves. The control plane's reaper enforces it in any case.
     async fn set_timeout(&self, record: &SandboxRecord, timeout_secs: u64) -> Result<()> {
@@ -124,5 +150,6 @@ pub trait Provider: Send + Sync {
 pub async fn build(config: &ServeConfig) -> Result<Arc<dyn Provider>> {
     match config.provider {
         ProviderKind::Local => Ok(Arc::new(local::LocalProvider::new(config).await?)),
+        ProviderKind::E2b => Ok(Arc::new(e2b::E2bProvider::new(config)?)),
     }
 }

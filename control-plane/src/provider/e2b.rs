@@ -1,0 +1,1024 @@
+//! The `e2b` provider: each sandbox is a Firecracker microVM in E2B's cloud,
+//! built from the template in `sandbox-template/`, driven through E2B's REST
+//! API (`https://api.{domain}`, header `X-API-Key`).
+//!
+//! mcp-tools in the template was started when the template was built and the
+//! VM snapshotted, so nothing given at create time reaches its environment.
+//! Each new sandbox gets its bearer token as a file instead, written through
+//! envd's file API (port 49983, `X-Access-Token`); mcp-tools re-reads that
+//! file. Sandboxes are created with `network.allowPublicTraffic: false`, so
+//! every request to one of their ports must carry
+//! `e2b-traffic-access-token`, which the control plane hands out with the MCP
+//! URL.
+//!
+//! Calls that are safe to repeat (reads, delete, timeout, connect, the token
+//! upload) are retried with backoff and jitter on 5xx and transport faults.
+//! A create is repeated only when it surely never reached E2B; one that may
+//! have happened is looked up by its metadata and killed instead, so no VM is
+//! left running unknown. The API key is sent as a header only: it is in no
+//! URL, log line or error message.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{Capabilities, CreateSpec, Observed, Provider, Seen, Started};
+use crate::config::{E2bArgs, ServeConfig};
+use crate::error::{Error, Result};
+use crate::model::SandboxState;
+use crate::store::SandboxRecord;
+
+/// Header that carries the sandbox's traffic token to any of its ports.
+pub const TRAFFIC_HEADER: &str = "e2b-traffic-access-token";
+/// Metadata keys the control plane puts on every sandbox it creates, so E2B's
+/// own list can be filtered by them.
+pub const META_MANAGED_BY: &str = "managed_by";
+pub const META_SANDBOX_ID: &str = "control_plane_sandbox_id";
+pub const META_USER_ID: &str = "control_plane_user_id";
+const MANAGED_BY: &str = "control-plane";
+/// Port of code-server in the template, when it is built with it.
+const CODE_SERVER_PORT: u16 = 9000;
+/// The user that owns mcp-tools' token folder in the template.
+const SANDBOX_USER: &str = "user";
+/// Attempts of a call that is safe to repeat.
+const ATTEMPTS: u32 = 4;
+/// First retry delay; it doubles each time, with jitter.
+const BACKOFF: Duration = Duration::from_millis(150);
+/// How long a new or resumed sandbox's mcp-tools may take to answer.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest page E2B's list gives.
+const PAGE_LIMIT: u32 = 100;
+
+pub struct E2bProvider {
+    http: reqwest::Client,
+    api_key: String,
+    api_url: Url,
+    template_id: Option<String>,
+    domain: String,
+    debug: bool,
+    mcp_port: u16,
+    envd_port: u16,
+    token_file: String,
+    auto_pause: bool,
+    code_server: bool,
+    request_timeout: Duration,
+    max_timeout_secs: u64,
+}
+
+/// What this provider keeps with each record.
+#[derive(Debug, Default, Clone, serde::Serialize, Deserialize)]
+struct Data {
+    domain: String,
+    #[serde(default)]
+    envd_access_token: Option<String>,
+    #[serde(default)]
+    traffic_access_token: Option<String>,
+}
+
+/// `Sandbox`, E2B's answer to create and connect.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiSandbox {
+    #[serde(rename = "sandboxID")]
+    sandbox_id: String,
+    #[serde(default)]
+    envd_access_token: Option<String>,
+    #[serde(default)]
+    traffic_access_token: Option<String>,
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+/// The fields of `SandboxDetail` and `ListedSandbox` used here.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiListed {
+    #[serde(rename = "sandboxID")]
+    sandbox_id: String,
+    state: String,
+    #[serde(default)]
+    end_at: Option<String>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `Error`: `{code, message}`.
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// Whether a call may be sent again after a failure.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Repeating it does no harm: retry on 5xx and transport faults.
+    Safe,
+    /// It must happen at most once: retry only when it surely never left.
+    Never,
+}
+
+/// An answer of any status.
+struct Answer {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+}
+
+/// A call that got no answer: whether it may have reached the server.
+struct NoAnswer {
+    error: Error,
+    maybe_sent: bool,
+}
+
+impl E2bProvider {
+    pub fn new(config: &ServeConfig) -> Result<Self> {
+        let args: &E2bArgs = &config.e2b;
+        let api_key = args
+            .e2b_api_key
+            .clone()
+            .filter(|k| !k.trim().is_empty())
+            .ok_or_else(|| {
+                Error::BadRequest(
+                    "the e2b provider needs an API key: set E2B_API_KEY (or --e2b-api-key)".into(),
+                )
+            })?;
+        if reqwest::header::HeaderValue::from_str(&api_key).is_err() {
+            return Err(Error::BadRequest(
+                "E2B_API_KEY has characters a header cannot carry".into(),
+            ));
+        }
+        let domain = args.e2b_domain.trim().trim_end_matches('/').to_string();
+        if domain.is_empty() || domain.contains('/') {
+            return Err(Error::BadRequest(format!(
+                "E2B_DOMAIN must be a domain name like e2b.app, not {domain:?}"
+            )));
+        }
+        let api_url = args
+            .e2b_api_url
+            .clone()
+            .unwrap_or_else(|| format!("https://api.{domain}"));
+        let api_url = Url::parse(api_url.trim_end_matches('/'))
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                Error::BadRequest(format!("E2B_API_URL {api_url:?} is not an http(s) URL"))
+            })?;
+        if !args.e2b_token_file.starts_with('/') {
+            return Err(Error::BadRequest(format!(
+                "--e2b-token-file must be an absolute path inside the sandbox, not {:?}",
+                args.e2b_token_file
+            )));
+        }
+        let request_timeout = Duration::from_secs(args.e2b_request_timeout_secs.max(1));
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(request_timeout)
+            .user_agent(concat!("control-plane/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+        Ok(E2bProvider {
+            http,
+            api_key,
+            api_url,
+            template_id: args.e2b_template_id.clone().filter(|t| !t.is_empty()),
+            domain,
+            debug: args.e2b_debug,
+            mcp_port: args.e2b_mcp_port,
+            envd_port: args.e2b_envd_port,
+            token_file: args.e2b_token_file.clone(),
+            auto_pause: args.e2b_auto_pause,
+            code_server: args.e2b_code_server,
+            request_timeout,
+            max_timeout_secs: config.max_timeout_secs.max(1),
+        })
+    }
+
+    fn api(&self, path: &str) -> Url {
+        let mut url = self.api_url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}{path}"));
+        url
+    }
+
+    fn sandbox_path(id: &str, tail: &str) -> Result<String> {
+        // E2B's ids are lowercase letters and digits; refuse anything that
+        // could change the path.
+        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(Error::Internal(format!("invalid E2B sandbox id {id:?}")));
+        }
+        Ok(format!("/sandboxes/{id}{tail}"))
+    }
+
+    /// Base URL of `port` of a sandbox: `https://{port}-{id}.{domain}`, or
+    /// `http://localhost:{port}` in debug mode (as E2B's SDKs do).
+    fn host_url(&self, provider_id: &str, domain: &str, port: u16) -> String {
+        if self.debug {
+            format!("http://localhost:{port}")
+        } else {
+            format!("https://{port}-{provider_id}.{domain}")
+        }
+    }
+
+    fn data(record: &SandboxRecord) -> Data {
+        serde_json::from_value(record.provider_data.clone()).unwrap_or_default()
+    }
+
+    fn domain_of(&self, data: &Data) -> String {
+        if data.domain.is_empty() {
+            self.domain.clone()
+        } else {
+            data.domain.clone()
+        }
+    }
+
+    fn started(&self, provider_id: &str, data: Data) -> Started {
+        let domain = self.domain_of(&data);
+        let mut mcp_headers = BTreeMap::new();
+        if let Some(t) = &data.traffic_access_token {
+            mcp_headers.insert(TRAFFIC_HEADER.to_string(), t.clone());
+        }
+        Started {
+            provider_id: provider_id.to_string(),
+            mcp_url: format!("{}/mcp", self.host_url(provider_id, &domain, self.mcp_port)),
+            mcp_headers,
+            provider_data: serde_json::to_value(&data).unwrap_or(Value::Null),
+        }
+    }
+
+    /// Sends one request to E2B's API, repeating it as `retry` allows.
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+        retry: Retry,
+        timeout: Duration,
+        what: &str,
+    ) -> Result<Answer> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .request(method.clone(), url.clone())
+                .header("X-API-Key", &self.api_key)
+                .timeout(timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let outcome = match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    match resp.bytes().await {
+                        Ok(body) => Ok(Answer {
+                            status,
+                            headers,
+                            body: body.to_vec(),
+                        }),
+                        Err(e) => Err(NoAnswer {
+                            error: self.transport_error(what, &e),
+                            maybe_sent: true,
+                        }),
+                    }
+                }
+                Err(e) => Err(NoAnswer {
+                    error: self.transport_error(what, &e),
+                    // A refused connection never carried the request.
+                    maybe_sent: !e.is_connect(),
+                }),
+            };
+            let again = attempt < ATTEMPTS
+                && match &outcome {
+                    Ok(a) => retry == Retry::Safe && a.status.is_server_error(),
+                    Err(f) => retry == Retry::Safe || !f.maybe_sent,
+                };
+            if !again {
+                return match outcome {
+                    Ok(a) => Ok(a),
+                    Err(f) => Err(f.error),
+                };
+            }
+            match &outcome {
+                Ok(a) => tracing::debug!(status = a.status.as_u16(), "E2B {what}: retrying"),
+                Err(f) => tracing::debug!("E2B {what}: retrying after: {}", f.error),
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    /// Like [`send`](Self::send), but a create that failed in a way that may
+    /// have made a sandbox reports whether it did.
+    async fn send_create(&self, body: &Value) -> std::result::Result<Answer, NoAnswer> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let req = self
+                .http
+                .post(self.api("/sandboxes"))
+                .header("X-API-Key", &self.api_key)
+                // Creating a VM takes longer than other calls.
+                .timeout(self.request_timeout * 2)
+                .json(body);
+            match req.send().await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    let headers = resp.headers().clone();
+                    return match resp.bytes().await {
+                        Ok(b) => Ok(Answer {
+                            status,
+                            headers,
+                            body: b.to_vec(),
+                        }),
+                        Err(e) => Err(NoAnswer {
+                            error: self.transport_error("create", &e),
+                            maybe_sent: true,
+                        }),
+                    };
+                }
+                Err(e) if e.is_connect() && attempt < ATTEMPTS => {
+                    tracing::debug!(
+                        "E2B create: retrying: {}",
+                        self.transport_error("create", &e)
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(e) => {
+                    return Err(NoAnswer {
+                        error: self.transport_error("create", &e),
+                        maybe_sent: !e.is_connect(),
+                    });
+                }
+            }
+        }
+    }
+
+    fn transport_error(&self, what: &str, e: &reqwest::Error) -> Error {
+        // The URL is left out: it says nothing the reader needs, and a
+        // sandbox's address is no business of a log line.
+        if e.is_timeout() {
+            return Error::Timeout(format!("E2B did not answer {what} in time"));
+        }
+        let kind = if e.is_connect() {
+            "cannot connect"
+        } else {
+            "the connection failed"
+        };
+        let detail = std::error::Error::source(e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        Error::Upstream(self.scrub(format!("E2B {what}: {kind}{detail}")))
+    }
+
+    /// Never let the key through, whatever a message quotes.
+    fn scrub(&self, text: String) -> String {
+        if self.api_key.len() >= 4 && text.contains(&self.api_key) {
+            text.replace(&self.api_key, "<redacted>")
+        } else {
+            text
+        }
+    }
+
+    /// The `message` of E2B's error body (or the start of whatever came).
+    fn api_message(&self, a: &Answer) -> String {
+        let message = serde_json::from_slice::<ApiError>(&a.body)
+            .ok()
+            .and_then(|e| e.message)
+            .unwrap_or_else(|| {
+                let text = String::from_utf8_lossy(&a.body);
+                text.chars().take(200).collect()
+            });
+        self.scrub(message)
+    }
+
+    /// Turns a non-success answer into the control plane's error.
+    fn api_error(&self, what: &str, a: &Answer) -> Error {
+        let message = self.api_message(a);
+        let status = a.status.as_u16();
+        match status {
+            400 => Error::BadRequest(format!("E2B refused {what}: {message}")),
+            401 | 403 => Error::Upstream(format!(
+                "E2B refused the API key for {what} ({status}): check E2B_API_KEY ({message})"
+            )),
+            404 => Error::Gone(format!(
+                "E2B no longer has this sandbox ({what}: {message}); it was killed or \
+                 its timeout passed: delete it and create a new one"
+            )),
+            409 => Error::Conflict(format!("E2B refused {what}: {message}")),
+            429 => Error::Conflict(format!(
+                "E2B refused {what}: the E2B team's limit of concurrent sandboxes (or of \
+                 creates per second) is reached; pause or delete sandboxes, or ask E2B for \
+                 a higher limit ({message})"
+            )),
+            _ if a.status.is_server_error() => {
+                Error::Upstream(format!("E2B failed {what} ({status}): {message}"))
+            }
+            _ => Error::Upstream(format!(
+                "E2B answered {what} with an unexpected {status}: {message}"
+            )),
+        }
+    }
+
+    /// One sandbox's details; `None` when E2B has no such sandbox.
+    async fn detail(&self, provider_id: &str) -> Result<Option<ApiListed>> {
+        let url = self.api(&Self::sandbox_path(provider_id, "")?);
+        let a = self
+            .send(
+                Method::GET,
+                url,
+                None,
+                Retry::Safe,
+                self.request_timeout,
+                "get sandbox",
+            )
+            .await?;
+        match a.status {
+            StatusCode::OK => serde_json::from_slice(&a.body)
+                .map(Some)
+                .map_err(|e| Error::Upstream(format!("E2B's sandbox detail is malformed: {e}"))),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.api_error("get sandbox", &a)),
+        }
+    }
+
+    /// Every running or paused sandbox whose metadata has all of `filter`,
+    /// following `X-Next-Token` to the last page.
+    async fn list(&self, filter: &[(&str, &str)]) -> Result<Vec<ApiListed>> {
+        let metadata = {
+            let mut q = Url::parse("http://x/").expect("static URL");
+            {
+                let mut pairs = q.query_pairs_mut();
+                for (k, v) in filter {
+                    pairs.append_pair(k, v);
+                }
+            }
+            q.query().unwrap_or("").to_string()
+        };
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        // A server that kept handing out tokens would keep us here forever.
+        for _ in 0..10_000 {
+            let mut url = self.api("/v2/sandboxes");
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("metadata", &metadata);
+                q.append_pair("state", "running,paused");
+                q.append_pair("limit", &PAGE_LIMIT.to_string());
+                if let Some(t) = &next {
+                    q.append_pair("nextToken", t);
+                }
+            }
+            let a = self
+                .send(
+                    Method::GET,
+                    url,
+                    None,
+                    Retry::Safe,
+                    self.request_timeout,
+                    "list sandboxes",
+                )
+                .await?;
+            if a.status != StatusCode::OK {
+                return Err(self.api_error("list sandboxes", &a));
+            }
+            let page: Vec<ApiListed> = serde_json::from_slice(&a.body)
+                .map_err(|e| Error::Upstream(format!("E2B's sandbox list is malformed: {e}")))?;
+            all.extend(page);
+            next = a
+                .headers
+                .get("x-next-token")
+                .and_then(|v| v.to_str().ok())
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
+            if next.is_none() {
+                return Ok(all);
+            }
+        }
+        Err(Error::Upstream(
+            "E2B's sandbox list did not end after 10000 pages".into(),
+        ))
+    }
+
+    /// E2B sandboxes made for control-plane sandbox `id` (normally one).
+    async fn find_by_our_id(&self, id: &str) -> Result<Vec<ApiListed>> {
+        let found = self
+            .list(&[(META_MANAGED_BY, MANAGED_BY), (META_SANDBOX_ID, id)])
+            .await?;
+        // Keep only exact matches, whatever the server's filter did.
+        Ok(found
+            .into_iter()
+            .filter(|s| {
+                s.metadata
+                    .as_ref()
+                    .and_then(|m| m.get(META_SANDBOX_ID))
+                    .is_some_and(|v| v == id)
+            })
+            .collect())
+    }
+
+    async fn kill(&self, provider_id: &str) -> Result<()> {
+        let url = self.api(&Self::sandbox_path(provider_id, "")?);
+        let a = self
+            .send(
+                Method::DELETE,
+                url,
+                None,
+                Retry::Safe,
+                self.request_timeout,
+                "delete sandbox",
+            )
+            .await?;
+        match a.status {
+            // Already gone is what delete wants.
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self.api_error("delete sandbox", &a)),
+        }
+    }
+
+    /// After a create that may have happened without an answer: kill what it
+    /// made, so no VM runs (and costs) unknown.
+    async fn clean_up_create(&self, id: &str) {
+        match self.find_by_our_id(id).await {
+            Ok(found) => {
+                for s in found {
+                    if let Err(e) = self.kill(&s.sandbox_id).await {
+                        tracing::warn!(sandbox = %id, "cannot kill the E2B sandbox of a failed create: {e}");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(sandbox = %id, "cannot look for the E2B sandbox of a failed create: {e}")
+            }
+        }
+    }
+
+    /// Writes mcp-tools' token file through envd's file API, as the template's user.
+    async fn upload_token(&self, provider_id: &str, data: &Data, token: &str) -> Result<()> {
+        let domain = self.domain_of(data);
+        let mut url = Url::parse(&format!(
+            "{}/files",
+            self.host_url(provider_id, &domain, self.envd_port)
+        ))
+        .map_err(|e| Error::Internal(format!("envd URL: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("path", &self.token_file)
+            .append_pair("username", SANDBOX_USER);
+        // A multipart form with the field `file`: what every envd version takes.
+        let boundary = format!("control-plane-{}", random_hex(12));
+        let mut body = Vec::with_capacity(token.len() + 256);
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"token\"\r\n\
+                 Content-Type: application/octet-stream\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(token.as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self
+                .http
+                .post(url.clone())
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body.clone());
+            if let Some(t) = &data.envd_access_token {
+                req = req.header("X-Access-Token", t);
+            }
+            let failure = match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(()),
+                Ok(resp) => {
+                    let status = resp.status();
+                    let text: String = resp
+                        .text()
+                        .await
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect();
+                    // Writing the same file again is harmless, so any fault of
+                    // a VM that has just started is worth another try.
+                    let error = Error::Upstream(format!(
+                        "envd of sandbox {provider_id} refused the token upload ({status}): {}",
+                        text.trim()
+                    ));
+                    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                        return Err(error);
+                    }
+                    error
+                }
+                Err(e) => self.transport_error("token upload to envd", &e),
+            };
+            if attempt >= ATTEMPTS + 2 {
+                return Err(failure);
+            }
+            tokio::time::sleep(backoff(attempt)).await;
+        }
+    }
+
+    /// Waits until the sandbox's mcp-tools answers `/health` through E2B's proxy.
+    async fn wait_ready(&self, started: &Started) -> Result<()> {
+        let health = format!("{}/health", started.mcp_url.trim_end_matches("/mcp"));
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut last: String;
+        loop {
+            let mut req = self.http.get(&health).timeout(Duration::from_secs(5));
+            for (k, v) in &started.mcp_headers {
+                req = req.header(k, v);
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => return Ok(()),
+                Ok(r) => last = format!("status {}", r.status().as_u16()),
+                Err(e) => last = self.transport_error("health check", &e).to_string(),
+            }
+            if Instant::now() > deadline {
+                return Err(Error::Timeout(format!(
+                    "mcp-tools in E2B sandbox {} did not answer within {}s ({last}); \
+                     is the template built from sandbox-template/?",
+                    started.provider_id,
+                    READY_TIMEOUT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The part of a create after E2B answered: token, readiness.
+    async fn finish_create(&self, spec: &CreateSpec, created: ApiSandbox) -> Result<Started> {
+        let data = Data {
+            domain: created.domain.unwrap_or_default(),
+            envd_access_token: created.envd_access_token,
+            traffic_access_token: created.traffic_access_token,
+        };
+        self.upload_token(&created.sandbox_id, &data, &spec.token)
+            .await?;
+        let started = self.started(&created.sandbox_id, data);
+        self.wait_ready(&started).await?;
+        Ok(started)
+    }
+
+    fn timeout_for_e2b(&self, secs: u64) -> u64 {
+        secs.clamp(1, self.max_timeout_secs)
+    }
+}
+
+#[async_trait]
+impl Provider for E2bProvider {
+    fn name(&self) -> &'static str {
+        "e2b"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            pause: true,
+            expose_port: true,
+            isolated: true,
+            // E2B enforces each sandbox's timeout itself; a restart of the
+            // control plane must not pause everyone's VMs.
+            pause_on_shutdown: false,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let ports = if self.debug {
+            "http://localhost:{port} (E2B_DEBUG)".to_string()
+        } else {
+            format!("https://{{port}}-{{id}}.{}", self.domain)
+        };
+        format!(
+            "e2b sandboxes are Firecracker microVMs (isolated) from template {} via {}; \
+             ports at {ports}, guarded by E2B's traffic token and mcp-tools' bearer token",
+            self.template_id.as_deref().unwrap_or("<given at create>"),
+            self.api_url
+        )
+    }
+
+    async fn create(&self, spec: &CreateSpec) -> Result<Started> {
+        let template = spec
+            .template_id
+            .clone()
+            .or_else(|| self.template_id.clone())
+            .ok_or_else(|| {
+                Error::BadRequest(
+                    "no template: set E2B_TEMPLATE_ID (a template built from sandbox-template/) \
+                     or give template_id"
+                        .into(),
+                )
+            })?;
+        let mut metadata = spec.metadata.clone();
+        metadata.insert(META_MANAGED_BY.into(), MANAGED_BY.into());
+        metadata.insert(META_SANDBOX_ID.into(), spec.sandbox_id.clone());
+        metadata.insert(META_USER_ID.into(), spec.user_id.clone());
+        let body = json!({
+            "templateID": template,
+            "timeout": self.timeout_for_e2b(spec.timeout_secs),
+            "autoPause": self.auto_pause,
+            "secure": true,
+            "network": { "allowPublicTraffic": false },
+            "metadata": metadata,
+            "envVars": {
+                "CONTROL_PLANE_SANDBOX_ID": spec.sandbox_id,
+                "CONTROL_PLANE_USER_ID": spec.user_id,
+            },
+        });
+        let answer = match self.send_create(&body).await {
+            Ok(a) => a,
+            Err(f) => {
+                if f.maybe_sent {
+                    self.clean_up_create(&spec.sandbox_id).await;
+                }
+                return Err(f.error);
+            }
+        };
+        match answer.status {
+            StatusCode::CREATED | StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                return Err(Error::BadRequest(format!(
+                    "E2B has no template {template:?} for this API key ({})",
+                    self.api_message(&answer)
+                )));
+            }
+            s => {
+                // A 5xx may come after the VM was made.
+                if s.is_server_error() {
+                    self.clean_up_create(&spec.sandbox_id).await;
+                }
+                return Err(self.api_error("create", &answer));
+            }
+        }
+        let created: ApiSandbox = match serde_json::from_slice(&answer.body) {
+            Ok(c) => c,
+            Err(e) => {
+                self.clean_up_create(&spec.sandbox_id).await;
+                return Err(Error::Upstream(format!(
+                    "E2B's answer to create is malformed: {e}"
+                )));
+            }
+        };
+        let provider_id = created.sandbox_id.clone();
+        match self.finish_create(spec, created).await {
+            Ok(started) => Ok(started),
+            Err(e) => {
+                if let Err(k) = self.kill(&provider_id).await {
+                    tracing::warn!(sandbox = %spec.sandbox_id, "cannot kill E2B sandbox {provider_id} after a failed create: {k}");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn resume(&self, record: &SandboxRecord) -> Result<Started> {
+        let path = Self::sandbox_path(&record.provider_id, "/connect")?;
+        let body = json!({ "timeout": self.timeout_for_e2b(record.timeout_secs) });
+        // Connect is idempotent: running stays running, paused is resumed once.
+        let a = self
+            .send(
+                Method::POST,
+                self.api(&path),
+                Some(&body),
+                Retry::Safe,
+                self.request_timeout * 2,
+                "connect",
+            )
+            .await?;
+        if !matches!(a.status, StatusCode::OK | StatusCode::CREATED) {
+            return Err(self.api_error("connect", &a));
+        }
+        let sandbox: ApiSandbox = serde_json::from_slice(&a.body)
+            .map_err(|e| Error::Upstream(format!("E2B's answer to connect is malformed: {e}")))?;
+        let old = Self::data(record);
+        let data = Data {
+            domain: sandbox.domain.unwrap_or(old.domain),
+            envd_access_token: sandbox.envd_access_token.or(old.envd_access_token),
+            traffic_access_token: sandbox.traffic_access_token.or(old.traffic_access_token),
+        };
+        // The file survives a pause; writing it again also repairs a token
+        // file someone deleted meanwhile.
+        self.upload_token(&record.provider_id, &data, &record.token)
+            .await?;
+        let started = self.started(&record.provider_id, data);
+        self.wait_ready(&started).await?;
+        Ok(started)
+    }
+
+    async fn pause(&self, record: &SandboxRecord) -> Result<()> {
+        let path = Self::sandbox_path(&record.provider_id, "/pause")?;
+        let a = self
+            .send(
+                Method::POST,
+                self.api(&path),
+                None,
+                Retry::Never,
+                self.request_timeout * 2,
+                "pause",
+            )
+            .await?;
+        match a.status {
+            s if s.is_success() => Ok(()),
+            // Not running: fine if that is because it is paused already
+            // (E2B pauses sandboxes itself when their timeout passes).
+            StatusCode::CONFLICT => match self.detail(&record.provider_id).await? {
+                Some(d) if d.state == "paused" => Ok(()),
+                _ => Err(self.api_error("pause", &a)),
+            },
+            _ => Err(self.api_error("pause", &a)),
+        }
+    }
+
+    async fn delete(&self, record: &SandboxRecord) -> Result<()> {
+        if record.provider_id.is_empty() {
+            // A create that never answered: find what it made by our metadata.
+            for s in self.find_by_our_id(&record.id).await? {
+                self.kill(&s.sandbox_id).await?;
+            }
+            return Ok(());
+        }
+        self.kill(&record.provider_id).await
+    }
+
+    async fn observe(&self, record: &SandboxRecord) -> Result<Observed> {
+        if record.provider_id.is_empty() || record.state == SandboxState::Creating {
+            // Its create never finished: what it made (if anything) is not
+            // known to work, so report it stopped for the caller to remove.
+            let found = if record.provider_id.is_empty() {
+                !self.find_by_our_id(&record.id).await?.is_empty()
+            } else {
+                self.detail(&record.provider_id).await?.is_some()
+            };
+            return Ok(if found {
+                Observed::Stopped
+            } else {
+                Observed::Gone
+            });
+        }
+        match self.detail(&record.provider_id).await? {
+            None => Ok(Observed::Gone),
+            Some(d) if d.state == "running" => Ok(Observed::Running(
+                self.started(&record.provider_id, Self::data(record)),
+            )),
+            Some(_) => Ok(Observed::Stopped),
+        }
+    }
+
+    fn port_url(&self, record: &SandboxRecord, port: u16) -> Result<String> {
+        if record.provider_id.is_empty() {
+            return Err(Error::Conflict(format!(
+                "sandbox {} is still being created",
+                record.id
+            )));
+        }
+        let domain = self.domain_of(&Self::data(record));
+        Ok(self.host_url(&record.provider_id, &domain, port))
+    }
+
+    fn vscode_url(&self, record: &SandboxRecord) -> String {
+        if self.code_server {
+            self.port_url(record, CODE_SERVER_PORT).unwrap_or_default()
+        } else {
+            String::new()
+        }
+    }
+
+    async fn set_timeout(&self, record: &SandboxRecord, timeout_secs: u64) -> Result<()> {
+        // E2B's timeout counts for running sandboxes; connect sets it anew.
+        if record.state != SandboxState::Running || record.provider_id.is_empty() {
+            return Ok(());
+        }
+        let path = Self::sandbox_path(&record.provider_id, "/timeout")?;
+        let body = json!({ "timeout": self.timeout_for_e2b(timeout_secs) });
+        let a = self
+            .send(
+                Method::POST,
+                self.api(&path),
+                Some(&body),
+                Retry::Safe,
+                self.request_timeout,
+                "set timeout",
+            )
+            .await?;
+        if a.status.is_success() {
+            Ok(())
+        } else {
+            Err(self.api_error("set timeout", &a))
+        }
+    }
+
+    async fn survey(&self) -> Result<Option<HashMap<String, Seen>>> {
+        let listed = self.list(&[(META_MANAGED_BY, MANAGED_BY)]).await?;
+        Ok(Some(
+            listed
+                .into_iter()
+                .map(|s| {
+                    let seen = Seen {
+                        running: s.state == "running",
+                        ends_at: s.end_at.as_deref().and_then(parse_rfc3339),
+                    };
+                    (s.sandbox_id, seen)
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// Delay before retry `attempt` (1-based): doubling, with full jitter in its
+/// upper half so that many clients do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() {
+        u16::from_le_bytes(b) as f64 / u16::MAX as f64
+    } else {
+        0.5
+    };
+    base.mul_f64(0.5 + r / 2.0)
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    let _ = getrandom::fill(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Unix seconds of an RFC 3339 time such as `2025-03-01T12:00:00.123Z` or
+/// `...+02:00`; `None` if it is not one.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (date, rest) = s.split_once(['T', 't', ' '])?;
+    let mut d = date.splitn(3, '-');
+    let year: i64 = d.next()?.parse().ok()?;
+    let month: u32 = d.next()?.parse().ok()?;
+    let day: u32 = d.next()?.parse().ok()?;
+    // Split off the zone: Z, or ±hh:mm.
+    let (time, offset_secs) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
+        (t, 0)
+    } else {
+        let pos = rest.rfind(['+', '-'])?;
+        let (t, zone) = rest.split_at(pos);
+        let sign = if zone.starts_with('-') { -1 } else { 1 };
+        let (h, m) = zone[1..].split_once(':')?;
+        let secs = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
+        (t, sign * secs)
+    };
+    let mut t = time.splitn(3, ':');
+    let hour: i64 = t.next()?.parse().ok()?;
+    let minute: i64 = t.next()?.parse().ok()?;
+    let second: i64 = t.next()?.split('.').next()?.parse().ok()?;
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    Some(
+        days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+            - offset_secs,
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = (if y >= 0 { y } else { y - 399 }) / 400;
+    let yoe = y - era * 400;
+    let m = m as i64;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times_parse_to_unix_seconds() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2025-03-01T12:00:00Z"), Some(1_740_830_400));
+        assert_eq!(
+            parse_rfc3339("2025-03-01T12:00:00.987654Z"),
+            Some(1_740_830_400)
+        );
+        assert_eq!(
+            parse_rfc3339("2025-03-01T14:00:00+02:00"),
+            Some(1_740_830_400)
+        );
+        assert_eq!(parse_rfc3339("2025-03-01"), None);
+        assert_eq!(parse_rfc3339("not a time"), None);
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_jittered() {
+        for attempt in 1..=4 {
+            let full = BACKOFF * 2u32.pow(attempt - 1);
+            let d = backoff(attempt);
+            assert!(d >= full / 2 && d <= full, "attempt {attempt}: {d:?}");
+        }
+    }
+}
