@@ -30,6 +30,10 @@ pub struct Options {
     /// Value of CONTROL_PLANE_API_KEYS.
     pub api_keys: Option<String>,
     pub extra_args: Vec<String>,
+    /// Extra environment variables (they win over the defaults set here).
+    pub env: Vec<(String, String)>,
+    /// Where its stderr (the log) goes; inherited when `None`.
+    pub log_file: Option<PathBuf>,
 }
 
 /// A running control plane with its own data folder, which outlives restarts.
@@ -91,6 +95,17 @@ impl Server {
             .stderr(Stdio::inherit());
         if let Some(keys) = &self.opts.api_keys {
             cmd.env("CONTROL_PLANE_API_KEYS", keys);
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        if let Some(path) = &self.opts.log_file {
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("log file");
+            cmd.stderr(log);
         }
         let mut child = cmd.spawn().expect("start control-plane");
         let started = Instant::now();

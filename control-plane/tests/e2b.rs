@@ -1,0 +1,490 @@
+//! `control-plane serve --provider e2b` against a stand-in that keeps to
+//! E2B's API contract (tests/common/e2b_contract.rs), with a real mcp-tools
+//! in every sandbox: the same life of a sandbox as the local provider goes
+//! through, the headers and the token upload E2B needs, faults, and
+//! reconciliation with what E2B reports.
+
+mod common;
+#[path = "common/e2b_contract.rs"]
+mod e2b_contract;
+
+use std::time::Duration;
+
+use common::{Options, Server, eventually, mcp_tools_bin};
+use e2b_contract::Contract;
+use reqwest::Method;
+use serde_json::json;
+
+fn start(contract: &Contract, extra: &[&str]) -> Server {
+    let mut args = contract.serve_args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Server::start_with(Options {
+        extra_args: args,
+        env: contract.env(),
+        ..Options::default()
+    })
+}
+
+/// The E2B id of control-plane sandbox `id`, from E2B's side.
+fn e2b_id(contract: &Contract, id: &str) -> String {
+    contract
+        .sandbox_ids()
+        .into_iter()
+        .find(|e| {
+            contract.sandbox(e).is_some_and(|v| {
+                v.metadata
+                    .get("control_plane_sandbox_id")
+                    .map(String::as_str)
+                    == Some(id)
+            })
+        })
+        .unwrap_or_else(|| panic!("E2B has no sandbox for {id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_life_of_an_e2b_sandbox_across_restarts() {
+    let contract = Contract::start(mcp_tools_bin());
+    let mut s = start(&contract, &[]);
+    let (status, health) = s.get("/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(health["provider"], "e2b");
+    assert_eq!(health["isolated"], true);
+
+    let (status, created) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "alice", "metadata": { "project": "demo" }, "timeout_secs": 600 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["sandbox_id"].as_str().unwrap().to_string();
+    assert_eq!(created["provider"], "e2b");
+    assert_eq!(created["status"], "running");
+    let eid = e2b_id(&contract, &id);
+    let vm = contract.sandbox(&eid).unwrap();
+
+    // What E2B was asked for: the spec's field names, our ids in metadata,
+    // ports closed to the public, envd secured.
+    let bodies = contract.create_bodies();
+    assert_eq!(bodies.len(), 1);
+    let body = &bodies[0];
+    assert_eq!(body["templateID"], e2b_contract::TEMPLATE);
+    assert_eq!(body["timeout"], 600);
+    assert_eq!(body["secure"], true);
+    assert_eq!(body["autoPause"], true);
+    assert_eq!(body["network"]["allowPublicTraffic"], false);
+    assert_eq!(body["metadata"]["control_plane_sandbox_id"], id.as_str());
+    assert_eq!(body["metadata"]["control_plane_user_id"], "alice");
+    assert_eq!(body["metadata"]["project"], "demo");
+    assert!(body["envVars"].is_object(), "{body}");
+
+    // The MCP URL in debug form, with both locks in the headers.
+    let mcp_url = created["mcp_url"].as_str().unwrap().to_string();
+    assert_eq!(
+        mcp_url,
+        format!("http://localhost:{}/mcp", contract.mcp_port)
+    );
+    let traffic = created["mcp_headers"]["e2b-traffic-access-token"]
+        .as_str()
+        .expect("traffic token header");
+    assert_eq!(Some(traffic), vm.traffic_token.as_deref());
+    let auth = created["mcp_headers"]["Authorization"].as_str().unwrap();
+    let token = auth.strip_prefix("Bearer ").unwrap();
+    assert!(token.len() >= 32);
+    // No code-server unless configured.
+    assert_eq!(created["vscode_url"], "");
+
+    // The token went to mcp-tools' token file through envd, as `user`.
+    let uploads = contract.uploads();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert_eq!(uploads[0].sandbox_id, eid);
+    assert_eq!(uploads[0].path, "/var/lib/mcp-tools/token");
+    assert_eq!(uploads[0].username, "user");
+    assert_eq!(uploads[0].content, token.as_bytes());
+    assert_eq!(
+        std::fs::read_to_string(vm.root.join("var/lib/mcp-tools/token")).unwrap(),
+        token
+    );
+
+    // Both locks hold: no traffic token, E2B's proxy refuses; no bearer
+    // token, mcp-tools does.
+    let bare = s.http.post(&mcp_url).json(&json!({})).send().await.unwrap();
+    assert_eq!(bare.status().as_u16(), 403);
+    let no_bearer = s
+        .http
+        .post(&mcp_url)
+        .header("e2b-traffic-access-token", traffic)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_bearer.status().as_u16(), 401);
+
+    // run-command, write-file, read-file through E2B's proxy.
+    let before = contract.traffic_to(&eid);
+    let r = s.run(&id, "echo out; echo err >&2; exit 3").await;
+    assert_eq!(r["exit_code"], 3, "{r}");
+    assert_eq!(r["stdout"], "out\n");
+    assert_eq!(r["stderr"], "err\n");
+    assert!(
+        contract.traffic_to(&eid) > before,
+        "the MCP call did not go through E2B's proxy with the traffic token"
+    );
+    let (status, w) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": id, "path": "notes/hello.txt", "content": "héllo\nworld\n" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{w}");
+    let (status, r) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "notes/hello.txt" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["content"], "héllo\nworld\n");
+    assert_eq!(
+        std::fs::read_to_string(vm.root.join("home/user/notes/hello.txt")).unwrap(),
+        "héllo\nworld\n"
+    );
+    // Commands run in the VM's home folder (here: the stand-in's folder for it).
+    let pwd = s.run(&id, "pwd -P").await["stdout"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .to_string();
+    assert_eq!(
+        std::path::PathBuf::from(pwd),
+        vm.root.join("home/user").canonicalize().unwrap()
+    );
+
+    // expose-port: the debug form of https://{port}-{id}.{domain}.
+    let (status, port) = s
+        .post(
+            "/sandboxes/expose-port",
+            json!({ "sandbox_id": id, "port": 3000 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{port}");
+    assert_eq!(port["url"], "http://localhost:3000");
+
+    // SIGKILL the control plane: the VM runs on and is found again.
+    s.kill_and_restart();
+    let (status, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["status"], "running");
+    assert_eq!(st["mcp_url"], mcp_url.as_str());
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+
+    // Pause through E2B: its mcp-tools stops, commands answer 409.
+    let (status, p) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["status"], "paused");
+    assert!(!contract.sandbox(&eid).unwrap().running);
+    assert_eq!(
+        contract.count(&Method::POST, &format!("/sandboxes/{eid}/pause")),
+        1
+    );
+    let (status, e) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": id, "command": "true" }),
+        )
+        .await;
+    assert_eq!(status, 409, "{e}");
+
+    // A graceful restart leaves it as it is.
+    s.restart();
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(st["status"], "paused");
+
+    // Resume is E2B's connect (201: resumed); the files are still there and
+    // the token is written again.
+    let (status, r) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(r["status"], "running");
+    assert!(contract.sandbox(&eid).unwrap().running);
+    assert_eq!(
+        contract
+            .calls()
+            .iter()
+            .filter(|c| c.path == format!("/sandboxes/{eid}/connect") && c.status == 201)
+            .count(),
+        1
+    );
+    assert_eq!(contract.uploads().len(), 2);
+    assert_eq!(
+        s.run(&id, "cat notes/hello.txt").await["stdout"],
+        "héllo\nworld\n"
+    );
+
+    // Unlike local sandboxes, a graceful stop does not pause E2B's VMs.
+    s.restart();
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(st["status"], "running", "{st}");
+    assert!(contract.sandbox(&eid).unwrap().running);
+
+    // connect on a running sandbox: E2B answers 200.
+    let (status, c) = s
+        .post("/sandboxes/connect", json!({ "sandbox_id": id }))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (c["success"].as_bool(), c["status"].as_str()),
+        (Some(true), Some("running"))
+    );
+    assert_eq!(s.run(&id, "echo again").await["stdout"], "again\n");
+
+    // The timeout reaches E2B too.
+    let (status, t) = s
+        .post(
+            &format!("/sandboxes/{id}/timeout"),
+            json!({ "timeout_secs": 7200 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(t["timeout_secs"], 7200);
+    let vm = contract.sandbox(&eid).unwrap();
+    // Reconciliation may add its margin on top.
+    assert!((7200..7300).contains(&vm.timeout), "{}", vm.timeout);
+
+    // Delete kills the VM; a second delete is 404.
+    let (status, d) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert_eq!(status, 200, "{d}");
+    assert!(
+        contract.sandbox(&eid).is_none(),
+        "E2B still has the sandbox"
+    );
+    assert!(!vm.root.exists());
+    let (status, _) = s.delete(&format!("/sandboxes/{id}")).await;
+    assert_eq!(status, 404);
+    s.kill_and_restart();
+    let (_, list) = s.get("/sandboxes").await;
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 0, "{list}");
+    assert!(contract.sandbox_ids().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2b_faults_are_retried_when_safe_and_said_plainly() {
+    let contract = Contract::start(mcp_tools_bin());
+    let s = start(&contract, &[]);
+    let id = s.create("bob").await;
+    let eid = e2b_id(&contract, &id);
+
+    // A 500 on a read is retried, and the status answers.
+    let path = format!("/sandboxes/{eid}");
+    contract.fail_next(Method::GET, &path, 500, 1);
+    let (status, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(status, 200, "{st}");
+    assert_eq!(st["status"], "running");
+    let gets: Vec<u16> = contract
+        .calls()
+        .iter()
+        .filter(|c| c.method == Method::GET && c.path == path)
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(gets, vec![500, 200]);
+
+    // So are two on a timeout.
+    let tpath = format!("/sandboxes/{eid}/timeout");
+    contract.fail_next(Method::POST, &tpath, 503, 2);
+    let (status, t) = s
+        .post(
+            &format!("/sandboxes/{id}/timeout"),
+            json!({ "timeout_secs": 900 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{t}");
+    assert_eq!(contract.count(&Method::POST, &tpath), 3);
+    assert_eq!(contract.sandbox(&eid).unwrap().timeout, 900);
+
+    // A create is never repeated: it may have happened.
+    contract.fail_next(Method::POST, "/sandboxes", 500, 1);
+    let (status, e) = s
+        .post("/sandboxes/create", json!({ "user_id": "bob" }))
+        .await;
+    assert_eq!(status, 502, "{e}");
+    assert_eq!(e["error"]["code"], "upstream_error");
+    assert_eq!(
+        contract.count(&Method::POST, "/sandboxes"),
+        2,
+        "the failed create was repeated"
+    );
+
+    // The concurrency limit (429) is said plainly, as a state error.
+    contract.set_max_running(1);
+    let (status, e) = s
+        .post("/sandboxes/create", json!({ "user_id": "bob" }))
+        .await;
+    assert_eq!(status, 409, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("concurrent sandboxes"), "{msg}");
+    contract.set_max_running(20);
+
+    // A template E2B does not have is the client's mistake.
+    let (status, e) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "bob", "template_id": "nope" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+
+    // Nothing half-made was kept.
+    let (_, list) = s.get("/sandboxes").await;
+    assert_eq!(list["sandboxes"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(contract.sandbox_ids().len(), 1);
+
+    // 409 from pause when E2B already paused it by itself is no error.
+    contract.pause_behind_back(&eid);
+    let (status, p) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["status"], "paused");
+    let pauses: Vec<u16> = contract
+        .calls()
+        .iter()
+        .filter(|c| c.path == format!("/sandboxes/{eid}/pause"))
+        .map(|c| c.status)
+        .collect();
+    assert_eq!(pauses, vec![409]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandboxes_e2b_lost_or_paused_are_reconciled() {
+    let contract = Contract::start(mcp_tools_bin());
+    // Small pages, so that reconciliation must follow X-Next-Token.
+    contract.set_page_size(2);
+    let s = start(&contract, &["--reaper-interval-secs", "1"]);
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(s.create("carol").await);
+    }
+    let lost = ids[0].clone();
+    let napping = ids[1].clone();
+    contract.vanish(&e2b_id(&contract, &lost));
+    contract.pause_behind_back(&e2b_id(&contract, &napping));
+
+    // The lost one is marked gone (no stale URL), the paused one paused;
+    // nobody had to ask about them.
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            let (_, list) = s.get("/sandboxes").await;
+            let state = |id: &str| {
+                list["sandboxes"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["sandbox_id"] == id)
+                    .map(|x| x["status"].clone())
+            };
+            state(&lost) == Some(json!("gone")) && state(&napping) == Some(json!("paused"))
+        })
+        .await,
+        "reconciliation did not notice"
+    );
+    assert!(
+        contract
+            .calls()
+            .iter()
+            .any(|c| c.path == "/v2/sandboxes" && c.query.contains("nextToken=")),
+        "the list was not followed past its first page"
+    );
+    let (_, st) = s.get(&format!("/sandboxes/{lost}/status")).await;
+    assert_eq!(st["mcp_url"], "", "{st}");
+    for id in &ids[2..] {
+        let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+        assert_eq!(st["status"], "running", "{st}");
+    }
+
+    // A gone sandbox cannot be used or resumed, only deleted.
+    let (status, e) = s
+        .post(
+            "/sandboxes/run-command",
+            json!({ "sandbox_id": lost, "command": "true" }),
+        )
+        .await;
+    assert_eq!(status, 410, "{e}");
+    let (status, e) = s
+        .post("/sandboxes/connect", json!({ "sandbox_id": lost }))
+        .await;
+    assert_eq!(status, 410, "{e}");
+    let (status, _) = s.delete(&format!("/sandboxes/{lost}")).await;
+    assert_eq!(status, 200);
+
+    // The paused one comes back with connect.
+    let (status, c) = s
+        .post("/sandboxes/connect", json!({ "sandbox_id": napping }))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(s.run(&napping, "echo back").await["stdout"], "back\n");
+}
+
+/// Activity pushes E2B's own timeout forward, so a sandbox in use is not
+/// paused under the agent by E2B; once idle, it is paused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2b_timeouts_follow_activity() {
+    let contract = Contract::start(mcp_tools_bin());
+    let s = start(&contract, &["--reaper-interval-secs", "1"]);
+    let (status, c) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "dan", "timeout_secs": 3 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{c}");
+    let id = c["sandbox_id"].as_str().unwrap().to_string();
+    let eid = e2b_id(&contract, &id);
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(s.run(&id, "echo alive").await["stdout"], "alive\n");
+    }
+    assert!(contract.sandbox(&eid).unwrap().running);
+    assert!(
+        eventually(Duration::from_secs(10), async || {
+            s.get(&format!("/sandboxes/{id}/status")).await.1["status"] == "paused"
+        })
+        .await,
+        "an idle sandbox was not paused"
+    );
+}
+
+/// E2B's API key is in no answer and no log line, even when E2B refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_never_shows() {
+    let contract = Contract::start(mcp_tools_bin());
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut args = contract.serve_args();
+    args.extend(["--reaper-interval-secs".to_string(), "1".to_string()]);
+    let wrong = "e2b_wrongwrongwrongwrongwrongwrong0123";
+    let s = Server::start_with(Options {
+        extra_args: args,
+        env: vec![
+            ("E2B_API_KEY".into(), wrong.into()),
+            ("CONTROL_PLANE_LOG".into(), "debug".into()),
+        ],
+        log_file: Some(log.path().to_path_buf()),
+        ..Options::default()
+    });
+    let (status, e) = s
+        .post("/sandboxes/create", json!({ "user_id": "eve" }))
+        .await;
+    assert_eq!(status, 502, "{e}");
+    let msg = e["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("E2B_API_KEY"), "{msg}");
+    assert!(!msg.contains(wrong), "{msg}");
+    // Let a reconciliation or two fail as well.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    drop(s);
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(text.contains("E2B"), "the log says nothing of E2B:\n{text}");
+    assert!(
+        !text.contains(wrong),
+        "the API key reached the log:\n{text}"
+    );
+    assert!(!text.contains(&contract.api_key));
+}
