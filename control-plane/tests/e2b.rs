@@ -453,6 +453,51 @@ async fn e2b_timeouts_follow_activity() {
     );
 }
 
+/// A control plane killed while E2B was still making a sandbox leaves no VM
+/// running unknown: at the next start the half-made sandbox is found by its
+/// metadata and killed, and no record of it remains.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cut_short_by_sigkill_leaves_no_vm_behind() {
+    let contract = Contract::start(mcp_tools_bin());
+    let mut s = start(&contract, &[]);
+    let kept = s.create("frank").await;
+    contract.set_create_delay(Duration::from_secs(30));
+    let url = s.url.clone();
+    let http = s.http.clone();
+    let pending = tokio::spawn(async move {
+        http.post(format!("{url}/sandboxes/create"))
+            .json(&json!({ "user_id": "frank" }))
+            .send()
+            .await
+    });
+    assert!(
+        eventually(Duration::from_secs(10), async || contract
+            .sandbox_ids()
+            .len()
+            == 2)
+        .await,
+        "the second create never reached E2B"
+    );
+    s.kill_and_restart();
+    let _ = pending.await;
+    contract.set_create_delay(Duration::ZERO);
+    let (_, list) = s.get("/sandboxes").await;
+    let listed: Vec<&str> = list["sandboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["sandbox_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![kept.as_str()], "{list}");
+    let left = contract.sandbox_ids();
+    assert_eq!(
+        left,
+        vec![e2b_id(&contract, &kept)],
+        "the half-made VM is still there"
+    );
+    assert_eq!(s.run(&kept, "echo fine").await["stdout"], "fine\n");
+}
+
 /// E2B's API key is in no answer and no log line, even when E2B refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_key_never_shows() {
@@ -486,5 +531,36 @@ async fn the_api_key_never_shows() {
         !text.contains(wrong),
         "the API key reached the log:\n{text}"
     );
-    assert!(!text.contains(&contract.api_key));
+
+    // Nor does the right one, through a whole life at debug level.
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut env = contract.env();
+    env.push(("CONTROL_PLANE_LOG".into(), "debug".into()));
+    let s = Server::start_with(Options {
+        extra_args: contract.serve_args(),
+        env,
+        log_file: Some(log.path().to_path_buf()),
+        ..Options::default()
+    });
+    let id = s.create("eve").await;
+    contract.fail_next(Method::GET, "/sandboxes/*", 500, 1);
+    for call in [
+        s.get(&format!("/sandboxes/{id}/status")).await,
+        s.post(&format!("/sandboxes/{id}/pause"), json!({})).await,
+        s.post(&format!("/sandboxes/{id}/resume"), json!({})).await,
+        s.delete(&format!("/sandboxes/{id}")).await,
+    ] {
+        assert_eq!(call.0, 200, "{}", call.1);
+        assert!(!call.1.to_string().contains(&contract.api_key));
+    }
+    drop(s);
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    assert!(
+        text.contains("DEBUG"),
+        "nothing logged at debug level:\n{text}"
+    );
+    assert!(
+        !text.contains(&contract.api_key),
+        "the API key reached the log:\n{text}"
+    );
 }

@@ -104,6 +104,8 @@ struct Inner {
     traffic_refused: usize,
     max_running: usize,
     page_size: usize,
+    /// How long a create takes to answer once its sandbox exists.
+    create_delay: Duration,
 }
 
 struct Shared {
@@ -237,6 +239,11 @@ impl Contract {
     /// At most this many running sandboxes; creates beyond answer 429.
     pub fn set_max_running(&self, n: usize) {
         self.shared.lock().max_running = n;
+    }
+
+    /// Creates answer only this long after their sandbox exists (and is listed).
+    pub fn set_create_delay(&self, delay: Duration) {
+        self.shared.lock().create_delay = delay;
     }
 
     /// Largest page the list answers (E2B may give fewer than asked).
@@ -604,6 +611,8 @@ async fn create(State(s): State<Arc<Shared>>, body: Bytes) -> Response {
         sandbox.seq = inner.seq;
         inner.sandboxes.insert(id, sandbox);
     }
+    let delay = s.lock().create_delay;
+    tokio::time::sleep(delay).await;
     (StatusCode::CREATED, axum::Json(answer)).into_response()
 }
 
