@@ -443,7 +443,9 @@ async fn e2b_timeouts_follow_activity() {
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(s.run(&id, "echo alive").await["stdout"], "alive\n");
     }
+    // Well past E2B's first timeout, it still runs: its timeout was pushed.
     assert!(contract.sandbox(&eid).unwrap().running);
+    assert!(contract.count(&Method::POST, &format!("/sandboxes/{eid}/timeout")) > 0);
     assert!(
         eventually(Duration::from_secs(10), async || {
             s.get(&format!("/sandboxes/{id}/status")).await.1["status"] == "paused"
