@@ -996,6 +996,156 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        config: ServeConfig,
+    }
+
+    /// E2B's variables in this process's environment would change what the
+    /// flags parse to (a developer's E2B_API_KEY, say): these tests need none.
+    fn clean_env() -> bool {
+        let clean = std::env::vars().all(|(k, _)| !k.starts_with("E2B_"));
+        if !clean {
+            eprintln!("skipped: E2B_* variables are set in the environment");
+        }
+        clean
+    }
+
+    fn provider(args: &[&str]) -> Result<E2bProvider> {
+        let mut argv = vec!["serve", "--provider", "e2b"];
+        argv.extend_from_slice(args);
+        E2bProvider::new(&Serve::try_parse_from(argv).unwrap().config)
+    }
+
+    fn record(provider_id: &str, data: Value) -> SandboxRecord {
+        SandboxRecord {
+            id: "sb-1".into(),
+            user_id: "u".into(),
+            provider: "e2b".into(),
+            provider_id: provider_id.into(),
+            template_id: None,
+            state: SandboxState::Running,
+            mcp_url: String::new(),
+            token: "t".into(),
+            mcp_headers: BTreeMap::new(),
+            provider_data: data,
+            metadata: BTreeMap::new(),
+            timeout_secs: 60,
+            created_at: 0,
+            expires_at: 60,
+        }
+    }
+
+    #[test]
+    fn sandbox_ports_are_reached_through_e2b_domains() {
+        if !clean_env() {
+            return;
+        }
+        let p = provider(&["--e2b-api-key", "e2b_k"]).unwrap();
+        assert_eq!(
+            p.api("/sandboxes").as_str(),
+            "https://api.e2b.app/sandboxes"
+        );
+        let data = Data {
+            domain: String::new(),
+            envd_access_token: Some("envd".into()),
+            traffic_access_token: Some("traffic".into()),
+        };
+        let started = p.started("isb1", data);
+        assert_eq!(started.mcp_url, "https://6060-isb1.e2b.app/mcp");
+        assert_eq!(started.mcp_headers[TRAFFIC_HEADER], "traffic");
+        let r = record("isb1", started.provider_data.clone());
+        assert_eq!(p.port_url(&r, 3000).unwrap(), "https://3000-isb1.e2b.app");
+        // No code-server unless configured.
+        assert_eq!(p.vscode_url(&r), "");
+
+        // The domain E2B answers with wins over the configured one.
+        let r = record("isb2", json!({ "domain": "eu.e2b.dev" }));
+        assert_eq!(
+            p.port_url(&r, 6060).unwrap(),
+            "https://6060-isb2.eu.e2b.dev"
+        );
+
+        let p = provider(&[
+            "--e2b-api-key",
+            "k",
+            "--e2b-domain",
+            "e2b.dev",
+            "--e2b-code-server",
+        ])
+        .unwrap();
+        assert_eq!(
+            p.api("/v2/sandboxes").as_str(),
+            "https://api.e2b.dev/v2/sandboxes"
+        );
+        assert_eq!(
+            p.vscode_url(&record("x1", Value::Null)),
+            "https://9000-x1.e2b.dev"
+        );
+
+        let p = provider(&["--e2b-api-key", "k", "--e2b-debug"]).unwrap();
+        assert_eq!(
+            p.port_url(&record("x1", Value::Null), 8080).unwrap(),
+            "http://localhost:8080"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_refused_at_start() {
+        if !clean_env() {
+            return;
+        }
+        let message = |args: &[&str]| match provider(args) {
+            Ok(_) => panic!("{args:?} was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(message(&[]).contains("E2B_API_KEY"));
+        assert!(
+            message(&["--e2b-api-key", "k", "--e2b-api-url", "ftp://x"]).contains("E2B_API_URL")
+        );
+        assert!(message(&["--e2b-api-key", "k", "--e2b-token-file", "rel"]).contains("absolute"));
+        // A key is never part of what the settings print.
+        let shown = format!(
+            "{:?}",
+            Serve::try_parse_from(["serve", "--e2b-api-key", "e2b_secret_value"])
+                .unwrap()
+                .config
+        );
+        assert!(!shown.contains("e2b_secret_value"), "{shown}");
+    }
+
+    #[test]
+    fn e2b_errors_become_plain_answers() {
+        if !clean_env() {
+            return;
+        }
+        let p = provider(&["--e2b-api-key", "e2b_secret_value"]).unwrap();
+        let answer = |status: u16, body: &str| Answer {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
+            body: body.as_bytes().to_vec(),
+        };
+        let e = p.api_error("create", &answer(429, r#"{"code":429,"message":"limit"}"#));
+        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        assert!(e.to_string().contains("concurrent sandboxes"), "{e}");
+        let e = p.api_error(
+            "create",
+            &answer(401, r#"{"code":401,"message":"bad key e2b_secret_value"}"#),
+        );
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY);
+        assert!(e.to_string().contains("E2B_API_KEY"), "{e}");
+        assert!(!e.to_string().contains("e2b_secret_value"), "{e}");
+        let e = p.api_error("pause", &answer(404, r#"{"code":404,"message":"nope"}"#));
+        assert_eq!(e.status(), axum::http::StatusCode::GONE);
+        let e = p.api_error("pause", &answer(409, r#"{"code":409,"message":"busy"}"#));
+        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        let e = p.api_error("list", &answer(503, "upstream down"));
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY);
+        assert!(e.to_string().contains("upstream down"), "{e}");
+    }
 
     #[test]
     fn rfc3339_times_parse_to_unix_seconds() {
