@@ -571,7 +571,7 @@ impl Manager {
     /// At startup: re-adopt sandboxes that are still running, mark the rest
     /// paused. Only records of creates that never finished are dropped.
     pub async fn recover(&self) -> Result<()> {
-        let (mut adopted, mut paused, mut dropped) = (0, 0, 0);
+        let (mut adopted, mut paused, mut dropped, mut gone) = (0, 0, 0, 0);
         for mut record in self.store.all()? {
             if matches!(record.state, SandboxState::Paused | SandboxState::Gone)
                 || record.provider != self.provider.name()
@@ -610,16 +610,17 @@ impl Manager {
                     record.state = SandboxState::Gone;
                     record.mcp_url.clear();
                     record.mcp_headers.clear();
-                    paused += 1;
+                    gone += 1;
                 }
             }
             self.store.update(&record)?;
         }
-        if adopted + paused + dropped > 0 {
+        if adopted + paused + dropped + gone > 0 {
             tracing::info!(
                 adopted,
                 paused,
                 dropped,
+                gone,
                 "recovered sandboxes left by the previous start"
             );
         }
