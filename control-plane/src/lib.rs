@@ -157,15 +157,24 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
         .write(true)
         .open(&path)
         .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
-    // SAFETY: flock(2) on a descriptor we own; no memory is shared.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc != 0 {
-        return Err(Error::Conflict(format!(
-            "another control-plane is already using {}",
-            dir.display()
-        )));
+    // A control plane killed while starting a sandbox can leave the lock
+    // with that child for the moment between its fork and its exec: retry
+    // briefly before concluding another control plane holds it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        // SAFETY: flock(2) on a descriptor we own; no memory is shared.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(file);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(Error::Conflict(format!(
+                "another control-plane is already using {}",
+                dir.display()
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Ok(file)
 }
 
 /// The data folder holds tokens: a new one is made readable by this user
