@@ -76,7 +76,7 @@ CMD ["mcp-tools", "--port", "6060", "--workspace", "/home/user", "--state-dir", 
 # processes beside it: the sandbox system plus the control plane (which
 # finds mcp-tools next to itself). Outside loopback the control plane wants
 # API keys and refuses to start without them:
-#   docker run -p 8080:8080 -e CONTROL_PLANE_API_KEYS=secret control-plane-local
+#   docker run -p 8080:8080 -e CONTROL_PLANE_API_KEYS="$(openssl rand -hex 16)" control-plane-local
 FROM sandbox AS control-plane-local
 COPY --from=builder /out/control-plane /usr/local/bin/control-plane
 ENV CONTROL_PLANE_HOST=0.0.0.0 \
@@ -85,8 +85,10 @@ EXPOSE 8080
 HEALTHCHECK NONE
 CMD ["control-plane", "serve"]
 
-# The control plane alone, for remote providers (--provider e2b, not built
-# yet). Distroless static has CA certificates (for the E2B API) and a
+# The control plane alone, for remote providers:
+#   docker run -p 8080:8080 -e CONTROL_PLANE_API_KEYS="$(openssl rand -hex 16)" -e E2B_API_KEY=… \
+#     -e E2B_TEMPLATE_ID=mcp-sandbox control-plane serve --provider e2b
+# Distroless static has CA certificates (for the E2B API) and a
 # nonroot user, and nothing else: no shell and no mcp-tools, so the local
 # provider cannot run here: use control-plane-local for that.
 FROM gcr.io/distroless/static-debian12:nonroot AS control-plane
