@@ -150,7 +150,18 @@ async fn read_file_pages_cuts_long_lines_and_shows_bad_utf8_lossily() {
     let body: String = (1..=2500).map(|i| format!("line {i}\n")).collect();
     write(&server.path("long.txt"), &body);
 
+    // A whole read (within the size limit) gives the file exactly.
     let out = ok(&call(&client, "read_file", json!({"path": "long.txt"})).await);
+    assert_eq!(out["content"], body);
+    assert_eq!(out["end_line"], 2500);
+    assert_eq!(out["more"], false);
+    // A ranged read pages: 2000 lines unless limit says otherwise.
+    let out = ok(&call(
+        &client,
+        "read_file",
+        json!({"path": "long.txt", "offset": 1}),
+    )
+    .await);
     assert_eq!(out["end_line"], 2000);
     assert_eq!(out["total_lines"], 2500);
     assert_eq!(out["more"], true);
@@ -171,8 +182,17 @@ async fn read_file_pages_cuts_long_lines_and_shows_bad_utf8_lossily() {
     .await);
     assert!(msg.contains("past the end"), "{msg}");
 
-    write(&server.path("wide.txt"), &format!("{}\n", "x".repeat(5000)));
+    let wide = format!("{}\n", "x".repeat(5000));
+    write(&server.path("wide.txt"), &wide);
     let out = ok(&call(&client, "read_file", json!({"path": "wide.txt"})).await);
+    assert_eq!(out["content"], wide);
+    assert_eq!(out["cut_lines"], 0);
+    let out = ok(&call(
+        &client,
+        "read_file",
+        json!({"path": "wide.txt", "limit": 10}),
+    )
+    .await);
     assert_eq!(out["cut_lines"], 1);
     assert!(
         out["content"]

@@ -176,7 +176,18 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
             "offset is 1-based: the first line is offset=1".to_owned(),
         ));
     }
-    let limit = args.limit.unwrap_or(DEFAULT_READ_LINES);
+    // A whole read (no offset, no limit) is bounded by max_read_bytes and
+    // returns the file exactly; only ranged reads page and cut long lines.
+    let limit = if ranged {
+        args.limit.unwrap_or(DEFAULT_READ_LINES)
+    } else {
+        usize::MAX
+    };
+    let keep_per_line = if ranged {
+        MAX_LINE_CHARS * 4
+    } else {
+        usize::MAX
+    };
     if limit == 0 {
         return Err(ToolError::InvalidArgument(
             "limit must be at least 1".to_owned(),
@@ -202,7 +213,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         line.clear();
         // Only the start of a very long line is kept in memory: a file that
         // is one 10 GB line must not be loaded whole to show 2000 characters.
-        let n = read_line_capped(&mut reader, &mut line, MAX_LINE_CHARS * 4, &mut hasher)
+        let n = read_line_capped(&mut reader, &mut line, keep_per_line, &mut hasher)
             .map_err(|e| op_error("reading", path, e))?;
         if n == 0 {
             break;
@@ -232,15 +243,18 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
                 String::from_utf8_lossy(body)
             }
         };
-        let shown_line = if whole {
-            cap_line(&text, MAX_LINE_CHARS)
+        let (shown_line, cut) = if !ranged {
+            (text, false)
+        } else if whole {
+            let capped = cap_line(&text, MAX_LINE_CHARS);
+            let cut = capped.len() != text.len();
+            (std::borrow::Cow::Owned(capped.into_owned()), cut)
         } else {
             let head: String = text.chars().take(MAX_LINE_CHARS).collect();
-            std::borrow::Cow::Owned(format!("{head}... [line of {n} bytes cut]"))
+            let shown = format!("{head}... [line of {n} bytes cut]");
+            (std::borrow::Cow::Owned(shown), true)
         };
-        if shown_line.len() != text.len() || !whole {
-            cut_lines += 1;
-        }
+        cut_lines += usize::from(cut);
         if content.len() + shown_line.len() > state.max_read_bytes as usize && end_line > 0 {
             budget_hit = true;
             continue;
