@@ -459,3 +459,92 @@ async fn a_sandbox_that_dies_is_noticed_without_being_asked() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(s.run(&id, "cat kept.txt").await["stdout"], "keep\n");
 }
+
+/// The file mcp-tools writes its address to lies in a folder the sandbox can
+/// write. A sandbox that turns it into a link to /dev/zero or into a FIFO
+/// must not make the control plane read without end or wait: status, the
+/// list and the reaper keep answering, and its URL stays what was started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_cannot_jam_the_control_plane_through_its_address_file() {
+    let s = Server::start_with(Options {
+        extra_args: vec!["--reaper-interval-secs".into(), "1".into()],
+        ..Options::default()
+    });
+    let zero = s.create("eve").await;
+    let fifo = s.create("eve").await;
+    let url_of = async |id: &str| {
+        let (status, body) = tokio::time::timeout(
+            Duration::from_secs(10),
+            s.get(&format!("/sandboxes/{id}/status")),
+        )
+        .await
+        .expect("status did not answer");
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "running", "{body}");
+        body["mcp_url"].as_str().unwrap().to_string()
+    };
+    let (zero_url, fifo_url) = (url_of(&zero).await, url_of(&fifo).await);
+
+    let r = s
+        .run(
+            &zero,
+            r#"ln -sf /dev/zero "$HOME/../state/addr" && test -L "$HOME/../state/addr""#,
+        )
+        .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let r = s
+        .run(
+            &fifo,
+            r#"rm -f "$HOME/../state/addr" && mkfifo "$HOME/../state/addr" && test -p "$HOME/../state/addr""#,
+        )
+        .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+
+    // The reaper looks at both every second; meanwhile one expires and is paused.
+    let (_, short) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "u", "timeout_secs": 1 }),
+        )
+        .await;
+    let short = short["sandbox_id"].as_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(20), async || {
+            let (_, st) = tokio::time::timeout(
+                Duration::from_secs(10),
+                s.get(&format!("/sandboxes/{short}/status")),
+            )
+            .await
+            .expect("status did not answer");
+            st["status"] == "paused"
+        })
+        .await,
+        "the reaper stopped working"
+    );
+    for _ in 0..3 {
+        assert_eq!(url_of(&zero).await, zero_url);
+        assert_eq!(url_of(&fifo).await, fifo_url);
+        let (status, list) = tokio::time::timeout(Duration::from_secs(10), s.get("/sandboxes"))
+            .await
+            .expect("the list did not answer");
+        assert_eq!(status, 200, "{list}");
+        assert_eq!(list["sandboxes"].as_array().unwrap().len(), 3, "{list}");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    assert_eq!(s.run(&zero, "echo ok").await["stdout"], "ok\n");
+    assert_eq!(s.run(&fifo, "echo ok").await["stdout"], "ok\n");
+
+    // And after a SIGKILLed control plane they are adopted again, as they were.
+    let mut s = s;
+    s.kill_and_restart();
+    let (status, body) = s.get(&format!("/sandboxes/{zero}/status")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "running", "{body}");
+    assert_eq!(body["mcp_url"], zero_url.as_str());
+    let (_, body) = s.get(&format!("/sandboxes/{fifo}/status")).await;
+    assert_eq!(body["mcp_url"], fifo_url.as_str());
+    for id in [&zero, &fifo, &short] {
+        let (status, body) = s.delete(&format!("/sandboxes/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}

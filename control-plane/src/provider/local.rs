@@ -312,12 +312,8 @@ impl Provider for LocalProvider {
         }
         // A process left from before (e.g. adopted) would hold the port.
         self.stop(&record.id).await?;
-        let port = record
-            .provider_data
-            .get("port")
-            .and_then(|p| p.as_u64())
-            .and_then(|p| u16::try_from(p).ok());
-        self.start(&record.id, &record.token, port).await
+        self.start(&record.id, &record.token, recorded_port(record))
+            .await
     }
 
     async fn pause(&self, record: &SandboxRecord) -> Result<()> {
@@ -344,15 +340,26 @@ impl Provider for LocalProvider {
         if self.live_pid(id)?.is_none() {
             return Ok(Observed::Stopped);
         }
+        // The address file lies in a folder the sandbox can write: the port
+        // recorded at start is trusted first, and the file (read with care)
+        // only when there is none or it no longer answers, e.g. a start the
+        // control plane did not live to record.
+        let recorded = recorded_port(record).map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
+        let mut candidates: Vec<SocketAddr> = recorded.into_iter().collect();
         if let Some(addr) = read_addr(&dir.join("state").join("addr"))
-            && self.healthy(addr).await
+            && Some(addr) != recorded
         {
-            return Ok(Observed::Running(Started {
-                provider_id: id.clone(),
-                mcp_url: format!("http://{addr}/mcp"),
-                mcp_headers: BTreeMap::new(),
-                provider_data: serde_json::json!({ "port": addr.port() }),
-            }));
+            candidates.push(addr);
+        }
+        for addr in candidates {
+            if self.healthy(addr).await {
+                return Ok(Observed::Running(Started {
+                    provider_id: id.clone(),
+                    mcp_url: format!("http://{addr}/mcp"),
+                    mcp_headers: BTreeMap::new(),
+                    provider_data: serde_json::json!({ "port": addr.port() }),
+                }));
+            }
         }
         // Alive but not answering: stop it so the state is clear.
         self.stop(id).await?;
@@ -499,8 +506,43 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
+/// The port mcp-tools listened on when the control plane last started it.
+fn recorded_port(record: &SandboxRecord) -> Option<u16> {
+    record
+        .provider_data
+        .get("port")
+        .and_then(|p| p.as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p != 0)
+}
+
+/// Longest address file accepted ("127.0.0.1:65535" is 15 bytes).
+const ADDR_FILE_MAX: u64 = 64;
+
+/// The loopback address mcp-tools wrote to `path`, if the file holds one.
+///
+/// The file is in a folder the sandbox can write, so it may have been
+/// replaced by anything: a link is not followed, a FIFO or device is not
+/// read (opening does not block), at most [`ADDR_FILE_MAX`] bytes are read,
+/// and only a loopback address is accepted, never another host.
 fn read_addr(path: &Path) -> Option<SocketAddr> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.file_type().is_file() {
+        return None;
+    }
+    let mut text = Vec::new();
+    file.take(ADDR_FILE_MAX + 1).read_to_end(&mut text).ok()?;
+    if text.len() as u64 > ADDR_FILE_MAX {
+        return None;
+    }
+    let addr: SocketAddr = std::str::from_utf8(&text).ok()?.trim().parse().ok()?;
+    addr.ip().is_loopback().then_some(addr)
 }
 
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
@@ -607,4 +649,42 @@ fn is_zombie(pid: u32) -> bool {
                 .and_then(|(_, r)| r.split_whitespace().next().map(|st| st == "Z"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_file_is_read_with_care() {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = dir.path().join("addr");
+        std::fs::write(&addr, "127.0.0.1:6060\n").unwrap();
+        assert_eq!(read_addr(&addr), Some("127.0.0.1:6060".parse().unwrap()));
+        std::fs::write(&addr, "[::1]:6060").unwrap();
+        assert_eq!(read_addr(&addr), Some("[::1]:6060".parse().unwrap()));
+
+        // Never another host, nor a long file.
+        std::fs::write(&addr, "10.1.2.3:6060").unwrap();
+        assert_eq!(read_addr(&addr), None);
+        std::fs::write(&addr, format!("127.0.0.1:6060{}", " ".repeat(100))).unwrap();
+        assert_eq!(read_addr(&addr), None);
+
+        // Not through a link, even to a good file.
+        let good = dir.path().join("good");
+        std::fs::write(&good, "127.0.0.1:6060").unwrap();
+        std::fs::remove_file(&addr).unwrap();
+        std::os::unix::fs::symlink(&good, &addr).unwrap();
+        assert_eq!(read_addr(&addr), None);
+        std::fs::remove_file(&addr).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &addr).unwrap();
+        assert_eq!(read_addr(&addr), None);
+
+        // A FIFO nobody writes to: refused at once, not waited on.
+        std::fs::remove_file(&addr).unwrap();
+        let c = std::ffi::CString::new(addr.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert_eq!(read_addr(&addr), None);
+    }
 }
