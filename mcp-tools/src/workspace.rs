@@ -61,15 +61,6 @@ impl WorkspacePath {
             rel: parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf),
         })
     }
-
-    /// The last component of the path.
-    pub fn file_name(&self) -> Option<&std::ffi::OsStr> {
-        if self.is_root() {
-            None
-        } else {
-            self.rel.file_name()
-        }
-    }
 }
 
 impl Workspace {

@@ -328,3 +328,19 @@ async fn every_tool_has_schemas_annotations_and_a_description() {
     assert_eq!(read_only("write_file"), Some(false));
     assert_eq!(read_only("run_command"), Some(false));
 }
+
+/// A name at the file system's 255-byte limit can still be written.
+#[tokio::test]
+async fn longest_file_names_can_be_written() {
+    let server = Server::start();
+    let client = server.client().await;
+    let name = "n".repeat(255);
+    ok(&call(&client, "write_file", json!({"path": name, "content": "x"})).await);
+    ok(&call(
+        &client,
+        "edit_file",
+        json!({"path": name, "old_string": "x", "new_string": "y"}),
+    )
+    .await);
+    assert_eq!(std::fs::read_to_string(server.path(&name)).unwrap(), "y");
+}

@@ -196,3 +196,46 @@ async fn tool_list_stays_small() {
     assert!(bytes < 24 * 1024, "tools/list is {bytes} bytes");
     assert!(tools.len() >= 15, "{} tools", tools.len());
 }
+
+#[tokio::test]
+async fn huge_offsets_and_context_are_handled() {
+    let server = Server::start();
+    let client = server.client().await;
+    write(&server.path("a.txt"), "needle\n");
+    let out = ok(&call(
+        &client,
+        "grep",
+        json!({"pattern": "needle", "output_mode": "content", "offset": u64::MAX}),
+    )
+    .await);
+    assert_eq!(out["results"], json!([]));
+    assert_eq!(out["total"], 1);
+    let msg = err(&call(
+        &client,
+        "grep",
+        json!({"pattern": "needle", "context": 1000}),
+    )
+    .await);
+    assert!(msg.contains("at most 100"), "{msg}");
+}
+
+/// One file with more matching lines than the server keeps in memory:
+/// the lines past the cap are counted, not kept, and the answer says so.
+#[tokio::test]
+async fn one_file_cannot_fill_memory_with_matches() {
+    let server = Server::start();
+    let client = server.client().await;
+    let body: String = (0..60_000).map(|i| format!("hit {i}\n")).collect();
+    write(&server.path("huge.log"), &body);
+    let result = call(
+        &client,
+        "grep",
+        json!({"pattern": "hit", "output_mode": "content"}),
+    )
+    .await;
+    let out = ok(&result);
+    assert_eq!(out["matches"], 60_000);
+    assert_eq!(out["total"], 50_000);
+    assert_eq!(out["truncated"], true);
+    assert!(text(&result).contains("were not kept"), "{}", text(&result));
+}

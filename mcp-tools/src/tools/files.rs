@@ -373,9 +373,9 @@ pub(crate) fn write_atomic(
 ) -> Result<bool, ToolError> {
     let dir = ws.dir();
     let shown = path.display();
-    let Some(name) = path.file_name() else {
+    if path.is_root() {
         return Err(ToolError::IsADirectory(shown));
-    };
+    }
     let existing = match dir.metadata(path.rel()) {
         Ok(meta) if meta.is_dir() => return Err(ToolError::IsADirectory(shown)),
         Ok(meta) => Some(meta.permissions()),
@@ -386,11 +386,11 @@ pub(crate) fn write_atomic(
     dir.create_dir_all(parent.rel())
         .map_err(|e| op_error("creating the folders of", path, e))?;
 
-    let tmp = parent.rel().join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        random_suffix()
-    ));
+    // A fixed-length name: a file name near the 255-byte limit must still
+    // have room for its temporary twin.
+    let tmp = parent
+        .rel()
+        .join(format!(".mcp-tools.{}.tmp", random_suffix()));
     let write = || -> std::io::Result<()> {
         let mut file = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
         file.write_all(bytes)?;

@@ -27,6 +27,8 @@ const MAX_HEAD_LIMIT: usize = 5000;
 const MAX_OUTPUT_CHARS: usize = 40_000;
 /// Characters kept of one matching line.
 const MAX_LINE_CHARS: usize = 500;
+/// Lines of context a search may ask for around each match.
+const MAX_CONTEXT: usize = 100;
 /// Lines of content kept in memory in all; past this only counts are kept.
 const MAX_STORED_LINES: usize = 50_000;
 
@@ -132,6 +134,12 @@ impl Tools {
                 "head_limit must be between 1 and {MAX_HEAD_LIMIT}"
             )));
         }
+        let context_lines = [args.context, args.context_before, args.context_after];
+        if context_lines.into_iter().flatten().any(|n| n > MAX_CONTEXT) {
+            return Err(ToolError::InvalidArgument(format!(
+                "context lines must be at most {MAX_CONTEXT}; use read_file with offset and limit for more"
+            )));
+        }
         let matcher = build_matcher(&args)?;
         let searcher = build_searcher(&args);
         let cancel = context.ct.clone();
@@ -150,12 +158,11 @@ impl Tools {
                 let (hits, stored) = (&hits, &stored);
                 let (matcher, mut searcher) = (matcher.clone(), searcher.clone());
                 move |entry: &ignore::DirEntry, rel: String| {
-                    let keep_lines = mode == OutputMode::Content
-                        && stored.load(Ordering::Relaxed) < MAX_STORED_LINES;
                     let mut sink = Collect {
                         path: &rel,
                         numbered,
-                        keep_lines,
+                        keep_lines: mode == OutputMode::Content,
+                        stored,
                         first_only: mode == OutputMode::FilesWithMatches,
                         count: 0,
                         lines: Vec::new(),
@@ -164,7 +171,6 @@ impl Tools {
                     if searched.is_err() || sink.count == 0 {
                         return;
                     }
-                    stored.fetch_add(sink.lines.len(), Ordering::Relaxed);
                     let mtime = if mode == OutputMode::FilesWithMatches {
                         entry
                             .metadata()
@@ -188,7 +194,7 @@ impl Tools {
             let mut hits = hits
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let lines_dropped = stored.load(Ordering::Relaxed) >= MAX_STORED_LINES;
+            let lines_dropped = stored.load(Ordering::Relaxed) > MAX_STORED_LINES;
             Ok(render(&args, &mut hits, head_limit, lines_dropped))
         })
         .await
@@ -263,7 +269,7 @@ fn render(
         chars += entry.len() + 1;
         results.push(entry);
     }
-    let shown_end = args.offset + results.len();
+    let shown_end = args.offset.saturating_add(results.len());
     let truncated = args.offset > 0 || shown_end < total || lines_dropped;
     let noun = match mode {
         OutputMode::Content => "lines",
@@ -277,7 +283,7 @@ fn render(
     if total > 0 && (shown_end < total || args.offset > 0) {
         text.push_str(&format!(
             "\n[showing {noun} {}-{} of {total}; {}]",
-            args.offset + 1,
+            args.offset.saturating_add(1),
             shown_end,
             if shown_end < total {
                 format!(
@@ -318,6 +324,9 @@ struct Collect<'a> {
     path: &'a str,
     numbered: bool,
     keep_lines: bool,
+    /// Lines kept by every file's search together; past the cap, lines are
+    /// counted but not kept, so one huge file cannot exhaust memory.
+    stored: &'a AtomicUsize,
     /// Stop at the first match (files_with_matches).
     first_only: bool,
     count: u64,
@@ -326,6 +335,10 @@ struct Collect<'a> {
 
 impl Collect<'_> {
     fn push(&mut self, sep: char, number: Option<u64>, line: &[u8]) {
+        if self.stored.fetch_add(1, Ordering::Relaxed) >= MAX_STORED_LINES {
+            self.keep_lines = false;
+            return;
+        }
         let text = String::from_utf8_lossy(line);
         let text = cap_line(text.trim_end_matches(['\n', '\r']), MAX_LINE_CHARS);
         self.lines.push(match (self.numbered, number) {
