@@ -27,6 +27,8 @@ const DRAIN_GRACE: Duration = Duration::from_millis(300);
 pub const JOB_RING_BYTES: usize = 1024 * 1024;
 /// Bytes of a background job's output written to its log file.
 const JOB_LOG_BYTES: u64 = 64 * 1024 * 1024;
+/// Longest a write to a job's stdin may wait for the job to read.
+const STDIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished jobs kept for process_output and process_list.
 const KEEP_FINISHED: usize = 64;
 /// How long a finished job is kept.
@@ -421,15 +423,25 @@ impl Job {
             return Err("stdin of this process is already closed".to_owned());
         };
         use tokio::io::AsyncWriteExt;
-        let written = async {
+        // A process that never reads its stdin fills the pipe; do not wait
+        // on it forever (nor hold the lock that long).
+        let written = tokio::time::timeout(STDIN_WRITE_TIMEOUT, async {
             pipe.write_all(data).await?;
             pipe.flush().await
-        }
+        })
         .await;
+        let written = match written {
+            Ok(result) => result.map_err(|e| format!("writing to stdin failed: {e}")),
+            Err(_) => Err(format!(
+                "the process did not read its input within {} s (its stdin pipe is full); \
+                 part of the data may have been written",
+                STDIN_WRITE_TIMEOUT.as_secs()
+            )),
+        };
         if close || written.is_err() {
             *stdin = None;
         }
-        written.map_err(|e| format!("writing to stdin failed: {e}"))
+        written
     }
 
     /// Sends `signal` to the job's process group.
@@ -514,8 +526,8 @@ impl Jobs {
                 },
             };
             *lock(&watcher.exit) = Some((info, Instant::now()));
-            *watcher.stdin.lock().await = None;
             watcher.changed.send_modify(|v| *v += 1);
+            *watcher.stdin.lock().await = None;
         });
         let mut inner = lock(&self.inner);
         inner.jobs.insert(number, job.clone());
@@ -534,13 +546,15 @@ impl Jobs {
         lock(&self.inner).jobs.values().cloned().collect()
     }
 
-    /// Stops every running job: SIGTERM, then SIGKILL for those still
-    /// running after `grace`.
+    /// Stops every job: SIGTERM, then SIGKILL for those still running after
+    /// `grace`. Finished jobs' groups are signalled too: what a job's shell
+    /// left behind in its group must not outlive the server.
     pub async fn shutdown(&self, grace: Duration) {
-        let running: Vec<_> = self.list().into_iter().filter(|j| j.is_running()).collect();
-        for job in &running {
+        let jobs = self.list();
+        for job in &jobs {
             let _ = job.signal(libc::SIGTERM);
         }
+        let running: Vec<_> = jobs.iter().filter(|j| j.is_running()).collect();
         let deadline = Instant::now() + grace;
         for job in &running {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -552,6 +566,9 @@ impl Jobs {
             if job.is_running() {
                 let _ = job.signal(libc::SIGKILL);
             }
+        }
+        for job in &jobs {
+            let _ = job.signal(libc::SIGKILL);
         }
     }
 }

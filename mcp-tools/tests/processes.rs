@@ -326,3 +326,61 @@ async fn cancelled_foreground_command_is_killed() {
     );
     running.abort();
 }
+
+/// What a job's shell left running in its group can still be killed after
+/// the shell itself has exited.
+#[tokio::test]
+async fn kill_reaches_what_an_exited_job_left_behind() {
+    let server = Server::start();
+    let client = server.client().await;
+    let (id, _) = start(&client, "sleep 300 & echo $! > left.pid").await;
+    let out = ok(&call(
+        &client,
+        "process_wait",
+        json!({"id": id, "timeout_ms": 10000}),
+    )
+    .await);
+    assert_eq!(out["reason"], "exited");
+    let left: i32 = std::fs::read_to_string(server.path("left.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(left));
+    ok(&call(&client, "process_kill", json!({"id": id, "signal": "KILL"})).await);
+    assert!(
+        eventually(Duration::from_secs(5), || !alive(left)),
+        "left-behind process survived"
+    );
+    // Once it is reaped, the group is empty.
+    let proc_dir = format!("/proc/{left}");
+    assert!(eventually(Duration::from_secs(10), || {
+        !std::path::Path::new(&proc_dir).exists()
+    }));
+    let result = call(&client, "process_kill", json!({"id": id})).await;
+    assert!(
+        text(&result).contains("no processes left"),
+        "{}",
+        text(&result)
+    );
+}
+
+/// A process that never reads its stdin cannot make process_input hang.
+#[tokio::test]
+async fn input_to_a_process_that_does_not_read_times_out() {
+    let server = Server::start();
+    let client = server.client().await;
+    let (id, _) = start(&client, "sleep 300").await;
+    let started = Instant::now();
+    let msg = err(&call(
+        &client,
+        "process_input",
+        json!({"id": id, "data": "x".repeat(300_000)}),
+    )
+    .await);
+    assert!(msg.contains("did not read its input"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // The process is still there and can be stopped.
+    let out = ok(&call(&client, "process_kill", json!({"id": id})).await);
+    assert_eq!(out["running"], false);
+}

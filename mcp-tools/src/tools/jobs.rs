@@ -354,14 +354,32 @@ impl Tools {
                 args.signal
             ))
         })?;
+        // The group is signalled even after the job's shell has exited: what
+        // it started in the background lives on in that group.
+        let reached = match job.signal(signal) {
+            Ok(()) => true,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => false,
+            Err(e) => {
+                return Err(ToolError::Failed(format!(
+                    "signalling {} failed: {e}",
+                    job.id
+                )));
+            }
+        };
         if job.is_running() {
-            job.signal(signal)
-                .map_err(|e| ToolError::Failed(format!("signalling {} failed: {e}", job.id)))?;
             // Give the process a moment to go, so the status says so.
             job.wait_for_output(u64::MAX, Duration::from_millis(500))
                 .await;
         }
         let status = status(&job);
+        if !reached {
+            let text = format!(
+                "{} has no processes left; it is {}",
+                job.id,
+                describe(job.exit())
+            );
+            return Ok(success(text, &status));
+        }
         let text = format!(
             "Sent SIG{} to {}; it is {}",
             args.signal
