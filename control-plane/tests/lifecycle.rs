@@ -548,3 +548,89 @@ async fn a_sandbox_cannot_jam_the_control_plane_through_its_address_file() {
         assert_eq!(status, 200, "{body}");
     }
 }
+
+/// Commands may leave processes behind: a background command, or a daemon a
+/// foreground command started. Pausing or deleting a sandbox ends them all,
+/// with bubblewrap (its own pid namespace) and without (its session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_delete_end_every_process_a_sandbox_started() {
+    for isolation in ["off", "auto"] {
+        let s = Server::start_with(Options {
+            extra_args: vec!["--isolation".into(), isolation.into()],
+            ..Options::default()
+        });
+        let id = s.create("u").await;
+        // A copy of sleep in the workspace: its command line names the
+        // sandbox's folder, so the test can find it from outside.
+        let r = s
+            .run(&id, r#"cp "$(command -v sleep)" "$PWD/lingering""#)
+            .await;
+        assert_eq!(r["exit_code"], 0, "{r}");
+        let leave_behind = async || {
+            let (status, body) = s
+                .post(
+                    "/sandboxes/run-command",
+                    json!({
+                        "sandbox_id": id,
+                        "command": r#"sh -c '"$PWD/lingering" 301 & echo $! > bg.pid; wait'"#,
+                        "background": true,
+                    }),
+                )
+                .await;
+            assert_eq!(status, 200, "{body}");
+            let r = s
+                .run(
+                    &id,
+                    r#"nohup "$PWD/lingering" 302 >/dev/null 2>&1 & echo $! > daemon.pid"#,
+                )
+                .await;
+            assert_eq!(r["exit_code"], 0, "{r}");
+            assert!(
+                eventually(Duration::from_secs(10), async || {
+                    let found = lingering(&s);
+                    found.iter().any(|a| a == "301") && found.iter().any(|a| a == "302")
+                })
+                .await,
+                "isolation {isolation}: the commands did not start: {:?}",
+                lingering(&s)
+            );
+        };
+
+        leave_behind().await;
+        let (status, body) = s.post(&format!("/sandboxes/{id}/pause"), json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            eventually(Duration::from_secs(5), async || lingering(&s).is_empty()).await,
+            "isolation {isolation}: pausing left {:?}",
+            lingering(&s)
+        );
+
+        let (status, body) = s.post(&format!("/sandboxes/{id}/resume"), json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        leave_behind().await;
+        let (status, body) = s.delete(&format!("/sandboxes/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            eventually(Duration::from_secs(5), async || lingering(&s).is_empty()).await,
+            "isolation {isolation}: deleting left {:?}",
+            lingering(&s)
+        );
+    }
+}
+
+/// The arguments of the live `lingering` processes of `s`'s sandboxes.
+fn lingering(s: &Server) -> Vec<String> {
+    s.sandbox_processes()
+        .into_iter()
+        .filter_map(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.first()?
+                .ends_with("/lingering")
+                .then(|| args.get(1).cloned().unwrap_or_default())
+        })
+        .collect()
+}

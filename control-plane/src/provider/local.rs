@@ -239,15 +239,34 @@ impl LocalProvider {
         Ok(find_session_leader(&dir))
     }
 
-    /// Stops sandbox `id`'s process if there is one.
+    /// Stops sandbox `id`'s process if there is one, and every process its
+    /// commands left behind.
     async fn stop(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id)?;
         let mut child = self.children.lock().await.remove(id);
-        if let Some(pid) = self.live_pid(id)? {
-            stop_pid(pid, child.as_mut()).await;
-        } else if let Some(child) = child.as_mut() {
-            let _ = child.try_wait();
+        // mcp-tools leads its own session, and its commands stay in it (in
+        // process groups of their own, which signalling its group misses).
+        // A leader that already died leaves its session id to them; its pid
+        // names that session only while no other process has it.
+        let session = match self.live_pid(id)? {
+            Some(pid) => {
+                stop_pid(pid, child.as_mut()).await;
+                Some(pid)
+            }
+            None => {
+                if let Some(child) = child.as_mut() {
+                    let _ = child.try_wait();
+                }
+                std::fs::read_to_string(dir.join("pid"))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<u32>().ok())
+                    .filter(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            }
+        };
+        if let Some(session) = session {
+            kill_session(session).await;
         }
-        let _ = std::fs::remove_file(self.dir(id)?.join("pid"));
+        let _ = std::fs::remove_file(dir.join("pid"));
         Ok(())
     }
 }
@@ -587,16 +606,66 @@ fn find_session_leader(dir: &Path) -> Option<u32> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        // After "pid (comm)": state ppid pgrp session ...
-        let session = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(3))
-            .and_then(|s| s.parse::<u32>().ok());
-        if session == Some(pid) && process_is_ours(pid, dir) {
+        if session_of(&stat) == Some(pid) && process_is_ours(pid, dir) {
             return Some(pid);
         }
     }
     None
+}
+
+/// The session id in the text of a `/proc/<pid>/stat`.
+fn session_of(stat: &str) -> Option<u32> {
+    // After "pid (comm)": state ppid pgrp session ...
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(3))
+        .and_then(|s| s.parse::<u32>().ok())
+}
+
+/// Live processes of session `session`, zombies left out (already dead).
+fn session_members(session: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            (session_of(&stat) == Some(session) && !matches!(state, Some("Z") | Some("X")))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// SIGKILL to every process of session `session`, again until none is left
+/// (one may fork while the others are being killed).
+async fn kill_session(session: u32) {
+    let own = std::process::id();
+    if session <= 1 || session == own {
+        return;
+    }
+    for _ in 0..50 {
+        let members: Vec<u32> = session_members(session)
+            .into_iter()
+            .filter(|pid| *pid != own)
+            .collect();
+        if members.is_empty() {
+            return;
+        }
+        for pid in members {
+            if let Ok(pid) = i32::try_from(pid) {
+                // SAFETY: kill(2) on one process; no memory is involved.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::warn!(session, "processes of a stopped sandbox are still alive");
 }
 
 /// SIGTERM to the process group, then SIGKILL after the grace period.
