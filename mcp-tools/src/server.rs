@@ -54,6 +54,7 @@ impl Server {
             workspace,
             jobs,
             max_read_bytes: config.max_read_bytes,
+            file_writes: std::sync::Mutex::new(()),
         });
 
         let shutdown = CancellationToken::new();

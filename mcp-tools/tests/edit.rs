@@ -431,3 +431,26 @@ async fn edit_refuses_files_too_large_to_hold() {
     .await);
     assert!(msg.contains("up to 33554432 bytes"), "{msg}");
 }
+
+/// Concurrent edits of one file each land: none is lost to another's write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_of_one_file_all_land() {
+    let server = std::sync::Arc::new(Server::start());
+    let body: String = (0..24).map(|i| format!("marker{i}\n")).collect();
+    write(&server.path("shared.txt"), &body);
+    let client = std::sync::Arc::new(server.client().await);
+    let mut tasks = Vec::new();
+    for i in 0..24 {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let args = json!({"path": "shared.txt", "old_string": format!("marker{i}\n"), "new_string": format!("edited{i}\n")});
+            ok(&call(&client, "edit_file", args).await);
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let after = std::fs::read_to_string(server.path("shared.txt")).unwrap();
+    let expected: String = (0..24).map(|i| format!("edited{i}\n")).collect();
+    assert_eq!(after, expected);
+}

@@ -75,6 +75,7 @@ impl Tools {
         let state = self.state.clone();
         blocking(move || {
             let ws = &state.workspace;
+            let _writing = state.lock_writes();
             let shown = path.display();
             let file = ws.open_file(&path)?;
             let size = file.metadata().map_err(|e| op_error("reading", &path, e))?.len();

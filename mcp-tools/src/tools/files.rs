@@ -116,7 +116,10 @@ impl Tools {
         let path = self.state.workspace.resolve(&args.path)?;
         let state = self.state.clone();
         blocking(move || {
-            let created = write_atomic(&state.workspace, &path, args.content.as_bytes())?;
+            let created = {
+                let _writing = state.lock_writes();
+                write_atomic(&state.workspace, &path, args.content.as_bytes())?
+            };
             let out = WriteFileOutput {
                 path: path.display(),
                 bytes_written: args.content.len(),

@@ -33,6 +33,18 @@ pub struct State {
     pub jobs: Jobs,
     /// Largest file read_file returns whole.
     pub max_read_bytes: u64,
+    /// Held by edit_file from its read to its rename, and by write_file, so
+    /// that two concurrent edits of one file cannot lose one of them.
+    pub file_writes: std::sync::Mutex<()>,
+}
+
+impl State {
+    /// Takes the file-write lock (a panic elsewhere does not poison it).
+    pub fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.file_writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// The MCP server handler. Cheap to clone: one per session.
