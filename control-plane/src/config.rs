@@ -143,7 +143,7 @@ pub struct E2bArgs {
     #[arg(long, env = "E2B_DOMAIN", default_value = "e2b.app")]
     pub e2b_domain: String,
 
-    /// E2B's API. Default: https://api.{domain}.
+    /// E2B's API. Default: https://api.{domain}. Plain http only with --e2b-debug.
     #[arg(long, env = "E2B_API_URL")]
     pub e2b_api_url: Option<String>,
 

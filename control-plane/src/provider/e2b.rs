@@ -168,6 +168,14 @@ impl E2bProvider {
             .ok_or_else(|| {
                 Error::BadRequest(format!("E2B_API_URL {api_url:?} is not an http(s) URL"))
             })?;
+        // Every call carries the API key: in clear only to a local stand-in.
+        if api_url.scheme() != "https" && !args.e2b_debug {
+            return Err(Error::BadRequest(format!(
+                "E2B_API_URL {:?} is not https: the API key would travel in clear \
+                 (plain http is accepted only with E2B_DEBUG, for a local stand-in)",
+                api_url.as_str()
+            )));
+        }
         if !args.e2b_token_file.starts_with('/') {
             return Err(Error::BadRequest(format!(
                 "--e2b-token-file must be an absolute path inside the sandbox, not {:?}",
@@ -179,6 +187,10 @@ impl E2bProvider {
             .connect_timeout(Duration::from_secs(10))
             .timeout(request_timeout)
             .user_agent(concat!("control-plane/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry X-API-Key to wherever it points (reqwest
+            // drops only its own credential headers on another host), and
+            // E2B's API does not redirect: a 3xx is an error like any other.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| Error::Internal(format!("http client: {e}")))?;
         Ok(E2bProvider {
@@ -1107,6 +1119,20 @@ mod tests {
             message(&["--e2b-api-key", "k", "--e2b-api-url", "ftp://x"]).contains("E2B_API_URL")
         );
         assert!(message(&["--e2b-api-key", "k", "--e2b-token-file", "rel"]).contains("absolute"));
+        // The key never goes in clear, except to a local stand-in in debug mode.
+        assert!(
+            message(&["--e2b-api-key", "k", "--e2b-api-url", "http://api.e2b.app"])
+                .contains("not https")
+        );
+        provider(&[
+            "--e2b-api-key",
+            "k",
+            "--e2b-api-url",
+            "http://127.0.0.1:3000",
+            "--e2b-debug",
+        ])
+        .unwrap();
+        provider(&["--e2b-api-key", "k", "--e2b-api-url", "https://api.e2b.dev"]).unwrap();
         // A key is never part of what the settings print.
         let shown = format!(
             "{:?}",
@@ -1145,6 +1171,55 @@ mod tests {
         let e = p.api_error("list", &answer(503, "upstream down"));
         assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY);
         assert!(e.to_string().contains("upstream down"), "{e}");
+    }
+
+    /// A redirect from the API is not followed, so the key does not go with
+    /// it to another host: the call fails instead.
+    #[tokio::test]
+    async fn the_api_key_does_not_follow_a_redirect() {
+        if !clean_env() {
+            return;
+        }
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        async fn listen(app: axum::Router) -> std::net::SocketAddr {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = l.local_addr().unwrap();
+            tokio::spawn(async move { axum::serve(l, app).await });
+            addr
+        }
+        let reached = Arc::new(AtomicUsize::new(0));
+        let r = reached.clone();
+        let elsewhere = listen(axum::Router::new().fallback(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            async { "{}" }
+        }))
+        .await;
+        let api = listen(axum::Router::new().fallback(move || async move {
+            (
+                axum::http::StatusCode::TEMPORARY_REDIRECT,
+                [("location", format!("http://{elsewhere}/stolen"))],
+            )
+        }))
+        .await;
+        let p = provider(&[
+            "--e2b-api-key",
+            "e2b_secret_value",
+            "--e2b-api-url",
+            &format!("http://{api}"),
+            "--e2b-debug",
+        ])
+        .unwrap();
+        let Err(e) = p.detail("isb1").await else {
+            panic!("a redirect was taken for an answer");
+        };
+        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY, "{e}");
+        assert!(e.to_string().contains("307"), "{e}");
+        assert_eq!(
+            reached.load(Ordering::SeqCst),
+            0,
+            "the redirect was followed"
+        );
     }
 
     #[test]
