@@ -31,5 +31,6 @@ cargo build --workspace --bins --locked
 cargo build --release --locked --target x86_64-unknown-linux-musl -p mcp-tools
 
 step "tests"
-cargo nextest run --workspace --locked --no-fail-fast
+# Doc tests first (nextest does not run them), so the run ends on nextest's summary.
 cargo test --workspace --doc --locked
+cargo nextest run --workspace --locked --no-fail-fast
