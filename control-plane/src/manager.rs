@@ -559,6 +559,34 @@ impl Manager {
             .pool
             .call(&target, "read_file", args, FILE_CALL_TIMEOUT)
             .await?;
+        // The tool shows what it cannot return as is (invalid bytes replaced,
+        // long lines cut, a tail left out) and says so; this endpoint answers
+        // with the file's content, so such a read is refused, not passed on.
+        let flag = |name: &str| out.structured.get(name).and_then(Value::as_bool) == Some(true);
+        let cut_lines = out
+            .structured
+            .get("cut_lines")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if flag("lossy") {
+            return Err(Error::BadRequest(format!(
+                "{} is not valid UTF-8 text, which read-file returns; \
+                 read it with run-command (e.g. base64 {})",
+                req.path, req.path
+            )));
+        }
+        if flag("more") || cut_lines > 0 {
+            return Err(Error::BadRequest(format!(
+                "{} is too large for read-file to return whole{}; \
+                 read it with run-command (e.g. head, sed -n or base64)",
+                req.path,
+                if cut_lines > 0 {
+                    format!(" ({cut_lines} lines are too long)")
+                } else {
+                    String::new()
+                }
+            )));
+        }
         match out.structured.get("content").and_then(Value::as_str) {
             Some(c) => Ok(c.to_string()),
             None => Err(Error::Upstream(format!(

@@ -634,3 +634,28 @@ fn lingering(s: &Server) -> Vec<String> {
         })
         .collect()
 }
+
+/// read-file answers with a file's content or not at all: a file that is not
+/// UTF-8 text is refused (400) instead of returned with its bytes replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_file_refuses_what_it_cannot_return_as_is() {
+    let s = Server::start();
+    let id = s.create("u").await;
+    let r = s.run(&id, r"printf 'caf\351' > latin1.txt").await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let (status, body) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "latin1.txt" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not valid UTF-8"), "{body}");
+    assert!(message.contains("run-command"), "{body}");
+    // The file is intact, and a command reads it.
+    assert_eq!(
+        s.run(&id, "od -An -c latin1.txt | tr -s ' '").await["stdout"],
+        " c a f 351\n"
+    );
+}
