@@ -196,6 +196,24 @@ impl Workspace {
             return Ok(self.root_path());
         }
 
+        // A last component that exists and is no symlink needs no resolving;
+        // only its folder does. Canonicalizing it would open it, and a file
+        // replaced by a concurrent rename then reads back as "name (deleted)".
+        if let (Some(parent), Some(name)) = (lexical.parent(), lexical.file_name())
+            && self
+                .dir
+                .symlink_metadata(&lexical)
+                .is_ok_and(|meta| !meta.file_type().is_symlink())
+        {
+            let parent = self.resolve_lexical(input, parent.to_path_buf())?;
+            let rel = if parent.is_root() {
+                PathBuf::from(name)
+            } else {
+                parent.rel.join(name)
+            };
+            return Ok(WorkspacePath { rel });
+        }
+
         // Resolve symlinks on the longest existing head of the path; cap-std
         // refuses any that lead outside the root.
         let mut head = lexical.as_path();
@@ -298,6 +316,29 @@ mod tests {
         assert_eq!(ws.resolve("a/../a/f.txt").unwrap().display(), "a/f.txt");
         assert!(ws.resolve("").unwrap().is_root());
         assert!(ws.resolve("a/..").unwrap().is_root());
+    }
+
+    /// A file replaced by renames while it is resolved keeps its own name
+    /// (canonicalizing an open, replaced file reads back "name (deleted)").
+    #[test]
+    fn files_replaced_during_resolution_keep_their_name() {
+        let (_tmp, ws) = ws();
+        let root = ws.root().to_path_buf();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::fs::write(root.join("a/tmp"), "y").unwrap();
+                    std::fs::rename(root.join("a/tmp"), root.join("a/f.txt")).unwrap();
+                }
+            })
+        };
+        for _ in 0..2000 {
+            assert_eq!(ws.resolve("a/f.txt").unwrap().display(), "a/f.txt");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
     }
 
     #[test]
