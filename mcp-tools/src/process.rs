@@ -180,8 +180,14 @@ pub async fn run_foreground(
     let stdout = Arc::new(Mutex::new(HeadTail::new(limit)));
     let stderr = Arc::new(Mutex::new(HeadTail::new(limit)));
     let readers = [
-        tokio::spawn(pump(child.stdout.take(), stdout.clone())),
-        tokio::spawn(pump(child.stderr.take(), stderr.clone())),
+        tokio::spawn(pump(child.stdout.take(), {
+            let stdout = stdout.clone();
+            move |bytes| lock(&stdout).push(bytes)
+        })),
+        tokio::spawn(pump(child.stderr.take(), {
+            let stderr = stderr.clone();
+            move |bytes| lock(&stderr).push(bytes)
+        })),
     ];
 
     let (mut timed_out, mut cancelled) = (false, false);
@@ -234,14 +240,14 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Copies a stream into a capped buffer until it ends.
-async fn pump(stream: Option<impl AsyncRead + Unpin>, into: Arc<Mutex<HeadTail>>) {
+/// Reads a stream until it ends, handing each chunk to `sink`.
+async fn pump(stream: Option<impl AsyncRead + Unpin>, mut sink: impl FnMut(&[u8])) {
     let Some(mut stream) = stream else { return };
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         match stream.read(&mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => lock(&into).push(&buf[..n]),
+            Ok(n) => sink(&buf[..n]),
         }
     }
 }
@@ -509,8 +515,8 @@ impl Jobs {
             changed,
         });
         let readers = [
-            tokio::spawn(pump_job(child.stdout.take(), job.clone())),
-            tokio::spawn(pump_job(child.stderr.take(), job.clone())),
+            tokio::spawn(pump(child.stdout.take(), job_output(job.clone()))),
+            tokio::spawn(pump(child.stderr.take(), job_output(job.clone()))),
         ];
         let watcher = job.clone();
         tokio::spawn(async move {
@@ -589,16 +595,10 @@ fn prune(jobs: &mut BTreeMap<u64, Arc<Job>>) {
     }
 }
 
-async fn pump_job(stream: Option<impl AsyncRead + Unpin>, job: Arc<Job>) {
-    let Some(mut stream) = stream else { return };
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => {
-                lock(&job.output).push(&buf[..n]);
-                job.changed.send_modify(|v| *v += 1);
-            }
-        }
+/// Where a job's output goes: its ring and log, waking whoever waits on it.
+fn job_output(job: Arc<Job>) -> impl FnMut(&[u8]) {
+    move |bytes| {
+        lock(&job.output).push(bytes);
+        job.changed.send_modify(|v| *v += 1);
     }
 }
