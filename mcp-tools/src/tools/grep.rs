@@ -15,7 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::files::blocking;
-use super::walk::{Filters, walk_files};
+use super::walk::{Filters, modified, walk_files};
 use super::{Tools, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::cap_line;
@@ -172,11 +172,7 @@ impl Tools {
                         return;
                     }
                     let mtime = if mode == OutputMode::FilesWithMatches {
-                        entry
-                            .metadata()
-                            .ok()
-                            .and_then(|m| m.modified().ok())
-                            .unwrap_or(SystemTime::UNIX_EPOCH)
+                        modified(entry)
                     } else {
                         SystemTime::UNIX_EPOCH
                     };

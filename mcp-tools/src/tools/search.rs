@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::files::blocking;
-use super::walk::{Filters, walk_files};
+use super::walk::{Filters, modified, walk_files};
 use super::{Tools, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 
@@ -86,11 +86,7 @@ impl Tools {
             walk_files(&root, &filters, &cancel, || {
                 let found = &found;
                 move |entry: &ignore::DirEntry, rel: String| {
-                    let mtime = entry
-                        .metadata()
-                        .ok()
-                        .and_then(|m| m.modified().ok())
-                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    let mtime = modified(entry);
                     found
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)

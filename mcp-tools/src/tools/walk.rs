@@ -92,6 +92,16 @@ where
     Ok(())
 }
 
+/// When a walked file was last modified (the epoch if that cannot be read),
+/// for newest-first orders.
+pub fn modified(entry: &DirEntry) -> std::time::SystemTime {
+    entry
+        .metadata()
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
