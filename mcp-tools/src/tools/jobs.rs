@@ -398,28 +398,24 @@ impl Tools {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn process_list(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
-        let processes: Vec<ProcessStatus> =
-            self.state.jobs.list().iter().map(|j| status(j)).collect();
-        let text = if processes.is_empty() {
+        let jobs = self.state.jobs.list();
+        let text = if jobs.is_empty() {
             "No background processes".to_owned()
         } else {
-            processes
-                .iter()
-                .map(|p| {
-                    let state = if p.running {
-                        "running".to_owned()
-                    } else {
-                        match (p.exit_code, p.signal) {
-                            (Some(c), _) => format!("exit {c}"),
-                            (None, Some(s)) => format!("signal {s}"),
-                            _ => "ended".to_owned(),
-                        }
-                    };
-                    format!("{}\tpid {}\t{state}\t{}", p.id, p.pid, p.command)
+            jobs.iter()
+                .map(|j| {
+                    format!(
+                        "{}\tpid {}\t{}\t{}",
+                        j.id,
+                        j.pid,
+                        describe(j.exit()),
+                        j.command
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        let processes = jobs.iter().map(|j| status(j)).collect();
         Ok(success(text, &ProcessListOutput { processes }))
     }
 }
