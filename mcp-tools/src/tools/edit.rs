@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::files::{blocking, hex, write_atomic};
-use super::{Tools, schema, success};
+use super::files::{hex, write_atomic};
+use super::{Tools, blocking, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
 use crate::workspace::op_error;

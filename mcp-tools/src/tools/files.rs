@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Tools, default_dot, schema, success};
+use super::{Tools, blocking, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::{SNIFF_BYTES, cap_line, looks_binary};
 use crate::workspace::{WorkspacePath, op_error};
@@ -147,16 +147,6 @@ impl Tools {
         let state = self.state.clone();
         blocking(move || list_directory(&state.workspace, &path)).await
     }
-}
-
-/// Runs blocking file I/O off the async workers.
-pub(crate) async fn blocking<F>(f: F) -> ToolResult
-where
-    F: FnOnce() -> ToolResult + Send + 'static,
-{
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(ToolError::Failed(format!("internal error: {e}"))))
 }
 
 fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) -> ToolResult {

@@ -14,9 +14,8 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::files::blocking;
 use super::walk::{Filters, modified, walk_files};
-use super::{Tools, default_dot, schema, success};
+use super::{Tools, blocking, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::cap_line;
 

@@ -23,6 +23,7 @@ use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
 use serde::Serialize;
 
+use crate::error::{ToolError, ToolResult};
 use crate::process::Jobs;
 use crate::workspace::Workspace;
 
@@ -175,6 +176,16 @@ pub(crate) fn success<T: Serialize>(text: String, data: &T) -> CallToolResult {
     let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
     result.structured_content = serde_json::to_value(data).ok();
     result
+}
+
+/// Runs blocking file I/O off the async workers.
+pub(crate) async fn blocking<F>(f: F) -> ToolResult
+where
+    F: FnOnce() -> ToolResult + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ToolError::Failed(format!("internal error: {e}"))))
 }
 
 /// The output schema of a tool, from the type of its structured content.

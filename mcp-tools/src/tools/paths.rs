@@ -8,8 +8,7 @@ use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::files::blocking;
-use super::{Tools, schema, success};
+use super::{Tools, blocking, schema, success};
 use crate::error::ToolError;
 use crate::error::ToolResult;
 use crate::output::{SNIFF_BYTES, looks_binary, rfc3339};
