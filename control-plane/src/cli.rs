@@ -248,7 +248,7 @@ async fn client_command(client: &Client, command: Command) -> Result<i32, Client
                 println!("mcp_url:   {}", s.mcp_url);
                 println!(
                     "expires:   in {}s",
-                    (s.expires_at - crate::manager::now()).max(0)
+                    (s.expires_at - crate::sandboxes::now()).max(0)
                 );
                 for (k, v) in &s.metadata {
                     println!("metadata:  {k}={v}");
@@ -331,7 +331,7 @@ async fn client_command(client: &Client, command: Command) -> Result<i32, Client
             let s = client.set_timeout(&id, seconds).await?;
             println!(
                 "{id} expires in {}s",
-                (s.expires_at - crate::manager::now()).max(0)
+                (s.expires_at - crate::sandboxes::now()).max(0)
             );
         }
         Command::ExposePort { id, port } => {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use crate::error::{Error, Result};
+use crate::error::StartError;
 
 /// Which provider runs the sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -101,6 +101,24 @@ pub struct ServeConfig {
     #[arg(long, env = "CONTROL_PLANE_MAX_RUNNING", default_value_t = 50)]
     pub max_running: usize,
 
+    #[command(flatten)]
+    pub local: LocalConfig,
+
+    /// Write the address actually listened on to this file once ready (useful with --port 0).
+    #[arg(long, env = "CONTROL_PLANE_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Log filter, e.g. info or control_plane=debug.
+    #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
+    pub log_level: String,
+
+    #[command(flatten)]
+    pub e2b: E2bConfig,
+}
+
+/// Settings of the `local` provider (mcp-tools child processes on this machine).
+#[derive(Debug, Clone, Args)]
+pub struct LocalConfig {
     /// The mcp-tools binary (local provider). Default: next to this binary, then $PATH.
     #[arg(long, env = "MCP_TOOLS_BIN")]
     pub mcp_tools_bin: Option<PathBuf>,
@@ -113,23 +131,12 @@ pub struct ServeConfig {
         default_value = "auto"
     )]
     pub isolation: Isolation,
-
-    /// Write the address actually listened on to this file once ready (useful with --port 0).
-    #[arg(long, env = "CONTROL_PLANE_ADDR_FILE")]
-    pub addr_file: Option<PathBuf>,
-
-    /// Log filter, e.g. info or control_plane=debug.
-    #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
-    pub log_level: String,
-
-    #[command(flatten)]
-    pub e2b: E2bArgs,
 }
 
 /// Settings of the `e2b` provider (E2B's cloud microVMs). The environment
 /// variables are the ones E2B's own SDKs and CLI read.
 #[derive(Clone, Args)]
-pub struct E2bArgs {
+pub struct E2bConfig {
     /// E2B API key (https://e2b.dev/dashboard). Never logged.
     #[arg(long, env = "E2B_API_KEY", hide_env_values = true)]
     pub e2b_api_key: Option<String>,
@@ -183,10 +190,10 @@ pub struct E2bArgs {
     pub e2b_request_timeout_secs: u64,
 }
 
-impl std::fmt::Debug for E2bArgs {
+impl std::fmt::Debug for E2bConfig {
     // The API key never reaches a log, even through Debug.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("E2bArgs")
+        f.debug_struct("E2bConfig")
             .field(
                 "e2b_api_key",
                 &self.e2b_api_key.as_ref().map(|_| "<redacted>"),
@@ -225,7 +232,7 @@ impl std::fmt::Debug for ApiKey {
 
 impl ServeConfig {
     /// All API keys from --api-keys and --api-keys-file.
-    pub fn load_api_keys(&self) -> Result<Vec<ApiKey>> {
+    pub fn load_api_keys(&self) -> Result<Vec<ApiKey>, StartError> {
         let mut keys = Vec::new();
         if let Some(list) = &self.api_keys {
             for item in list.split(',') {
@@ -233,8 +240,10 @@ impl ServeConfig {
             }
         }
         if let Some(path) = &self.api_keys_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::BadRequest(format!("cannot read API key file {}: {e}", path.display()))
+            let text = std::fs::read_to_string(path).map_err(|source| StartError::Io {
+                what: "cannot read API key file",
+                path: path.clone(),
+                source,
             })?;
             for line in text.lines() {
                 let line = line.trim();
@@ -247,7 +256,7 @@ impl ServeConfig {
     }
 }
 
-fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<()> {
+fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<(), StartError> {
     let item = item.trim();
     if item.is_empty() {
         return Ok(());
@@ -257,12 +266,12 @@ fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<()> {
         None => (item, None),
     };
     if key.len() < 16 {
-        return Err(Error::BadRequest(
+        return Err(StartError::Config(
             "an API key must be at least 16 characters long".into(),
         ));
     }
     if user.as_deref() == Some("") {
-        return Err(Error::BadRequest(
+        return Err(StartError::Config(
             "an API key ends with ':' but names no user".into(),
         ));
     }
@@ -277,7 +286,7 @@ fn push_key(keys: &mut Vec<ApiKey>, item: &str) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn parse(list: &str) -> Result<Vec<ApiKey>> {
+    fn parse(list: &str) -> Result<Vec<ApiKey>, StartError> {
         let mut keys = Vec::new();
         for item in list.split(',') {
             push_key(&mut keys, item)?;

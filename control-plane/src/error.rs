@@ -1,107 +1,190 @@
-//! The crate's one error type, and how it becomes an HTTP answer.
+//! The crate's errors: [`Error`] for what an operation on sandboxes can
+//! fail with (mapped to HTTP answers in one place, `api::error`), and
+//! [`StartError`] for what stops `control-plane serve` from starting.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use std::path::PathBuf;
 
-/// Everything the control plane can fail with. Each variant maps to one HTTP
-/// status in [`Error::status`], so handlers just use `?`.
+use crate::ids::SandboxId;
+use crate::model::SandboxState;
+
+/// Everything an operation on sandboxes can fail with. Handlers use `?`;
+/// the HTTP status and `error.code` of each variant are chosen in `api::error`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The request is malformed or asks for something impossible.
     #[error("{0}")]
-    BadRequest(String),
-    /// No API key, or one that is not configured.
-    #[error("missing or invalid API key: send `Authorization: Bearer KEY` or `X-API-Key: KEY`")]
-    Unauthorized,
-    /// The key is valid but bound to another user.
-    #[error("{0}")]
-    Forbidden(String),
-    /// No such sandbox (or it belongs to a user this key cannot see).
-    #[error("{0}")]
-    NotFound(String),
+    Invalid(String),
+    /// The API key is bound to another user than the one the request names.
+    #[error("this API key may only {action} sandboxes for user {user:?}")]
+    Forbidden {
+        /// What was asked, e.g. `create`.
+        action: &'static str,
+        /// The user the key is bound to.
+        user: String,
+    },
+    /// No such sandbox, or one this caller may not see (the two look alike,
+    /// so a key cannot learn that another user's sandbox exists).
+    #[error("sandbox {id:?} not found")]
+    NotFound {
+        /// The id as the caller wrote it (it may not even parse).
+        id: String,
+    },
     /// The sandbox is in the wrong state for this operation.
+    #[error("{}", wrong_state(id, *is, *wanted))]
+    WrongState {
+        /// The sandbox.
+        id: SandboxId,
+        /// Its state now.
+        is: SandboxState,
+        /// The state the operation needs.
+        wanted: SandboxState,
+    },
+    /// The operation cannot happen now for a reason other than the sandbox's
+    /// state: no room for another running sandbox, a record of another provider.
     #[error("{0}")]
     Conflict(String),
-    /// The provider no longer has the sandbox (it was killed, or lost):
-    /// only delete is left.
-    #[error("{0}")]
-    Gone(String),
+    /// The provider no longer has the sandbox (it was killed, or lost): only
+    /// delete is left.
+    #[error(
+        "sandbox {id} is gone: its provider no longer has it (it was killed, or its \
+         provider's own timeout passed); delete it and create a new one"
+    )]
+    Gone {
+        /// The sandbox.
+        id: SandboxId,
+    },
     /// The provider cannot do this at all.
     #[error("the {provider} provider does not support {operation}")]
     Unsupported {
+        /// The provider's name, e.g. `local`.
         provider: &'static str,
+        /// The operation, e.g. `pause`.
         operation: &'static str,
     },
-    /// A tool in the sandbox answered with an error (bad path, binary file, ...).
+    /// A tool in the sandbox answered with an error (bad path, binary file,
+    /// ...); the message is the tool's own.
     #[error("{0}")]
     Tool(String),
-    /// The provider or the sandbox failed.
-    #[error("{0}")]
-    Upstream(String),
-    /// The provider or the sandbox did not answer in time.
-    #[error("{0}")]
-    Timeout(String),
-    /// The control plane's own fault (database, file system).
+    /// The provider, or the sandbox it runs, failed or did not answer.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// The database failed. Clients are told only that something internal
+    /// failed; the detail goes to the log.
+    #[error("database: {0}")]
+    Store(#[from] rusqlite::Error),
+    /// Another fault of the control plane itself (file system, randomness).
+    /// Clients are told only that something internal failed.
     #[error("{0}")]
     Internal(String),
 }
 
+fn wrong_state(id: &SandboxId, is: SandboxState, wanted: SandboxState) -> String {
+    match (is, wanted) {
+        (SandboxState::Creating, _) => format!("sandbox {id} is still being created"),
+        (_, SandboxState::Running) => {
+            format!("sandbox {id} is {is}, not running; resume or connect it first")
+        }
+        _ => format!("sandbox {id} is {is}, not {wanted}"),
+    }
+}
+
+/// What went wrong in a provider or in a sandbox, with a message written for
+/// the client (it never quotes a credential).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ProviderError {
+    /// What kind of failure it is, which decides the answer's status.
+    pub kind: ProviderFault,
+    /// What happened and, where there is one, what to do about it.
+    pub message: String,
+}
+
+/// The kinds of [`ProviderError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderFault {
+    /// The provider refused the request as invalid (e.g. an unknown template).
+    Refused,
+    /// The provider cannot do it now (its limit of sandboxes, a conflict).
+    Busy,
+    /// The provider no longer has the sandbox.
+    Lost,
+    /// The provider or the sandbox failed, or answered something unreadable.
+    Failed,
+    /// The provider or the sandbox did not answer in time.
+    Timeout,
+}
+
+impl ProviderError {
+    /// A [`ProviderFault::Refused`] error.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(ProviderFault::Refused, message)
+    }
+    /// A [`ProviderFault::Busy`] error.
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self::new(ProviderFault::Busy, message)
+    }
+    /// A [`ProviderFault::Lost`] error.
+    pub fn lost(message: impl Into<String>) -> Self {
+        Self::new(ProviderFault::Lost, message)
+    }
+    /// A [`ProviderFault::Failed`] error.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ProviderFault::Failed, message)
+    }
+    /// A [`ProviderFault::Timeout`] error.
+    pub fn timeout(message: impl Into<String>) -> Self {
+        Self::new(ProviderFault::Timeout, message)
+    }
+    fn new(kind: ProviderFault, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
 impl Error {
-    /// The HTTP status this error answers with.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::BadRequest(_) | Error::Tool(_) => StatusCode::BAD_REQUEST,
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::Gone(_) => StatusCode::GONE,
-            Error::Unsupported { .. } => StatusCode::NOT_IMPLEMENTED,
-            Error::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Error::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// A stable machine-readable code for the `error.code` field.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Error::BadRequest(_) => "bad_request",
-            Error::Unauthorized => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
-            Error::NotFound(_) => "not_found",
-            Error::Conflict(_) => "conflict",
-            Error::Gone(_) => "gone",
-            Error::Unsupported { .. } => "unsupported",
-            Error::Tool(_) => "tool_error",
-            Error::Upstream(_) => "upstream_error",
-            Error::Timeout(_) => "timeout",
-            Error::Internal(_) => "internal",
-        }
-    }
-
-    pub(crate) fn sandbox_not_found(id: &str) -> Self {
-        Error::NotFound(format!("sandbox {id:?} not found"))
-    }
-}
-
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Internal(format!("database: {e}"))
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(code = self.code(), "{self}");
-        }
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
-        (status, axum::Json(body)).into_response()
+    /// True when the provider said it no longer has the sandbox.
+    pub fn is_lost(&self) -> bool {
+        matches!(self, Error::Provider(e) if e.kind == ProviderFault::Lost)
     }
 }
 
 /// Shorthand used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What stops `control-plane serve` from starting; `main` prints it and
+/// exits with status 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting is wrong or missing; the message names the flag.
+    #[error("{0}")]
+    Config(String),
+    /// The address is taken or not ours.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// `host:port` as configured.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Another control plane holds the data folder.
+    #[error("another control-plane is already using {}", .0.display())]
+    DataDirInUse(PathBuf),
+    /// A file or folder the service needs cannot be made or used.
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        /// What was being done, e.g. `cannot use data folder`.
+        what: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Recovering the sandboxes of the previous run failed.
+    #[error(transparent)]
+    Sandboxes(#[from] Error),
+    /// The server itself failed.
+    #[error("server: {0}")]
+    Server(std::io::Error),
+}

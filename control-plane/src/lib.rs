@@ -2,8 +2,9 @@
 //! for AI agents, and runs commands and file operations in them through each
 //! sandbox's own MCP endpoint.
 //!
-//! - [`serve`] runs the HTTP service (`control-plane serve`).
+//! - [`serve()`] runs the HTTP service (`control-plane serve`).
 //! - [`client::Client`] is the typed Rust client of that service.
+//! - [`sandboxes::Sandboxes`] is the lifecycle: what each request does.
 //! - [`provider::Provider`] is the seam where new places to run sandboxes plug in.
 
 pub mod api;
@@ -11,191 +12,14 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;
-pub mod manager;
+pub mod ids;
 pub mod mcp;
 pub mod model;
 pub mod provider;
+mod random;
+pub mod sandboxes;
+pub mod serve;
 pub mod store;
+pub mod tools;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::serve::ListenerExt;
-
-use crate::config::ServeConfig;
-use crate::error::{Error, Result};
-use crate::manager::Manager;
-use crate::store::Store;
-
-/// How long requests in flight may finish after SIGTERM or Ctrl-C.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// Runs the service until SIGTERM or Ctrl-C.
-pub async fn serve(config: ServeConfig) -> Result<()> {
-    let keys = config.load_api_keys()?;
-    if keys.is_empty() && !config.host.is_loopback() {
-        return Err(Error::BadRequest(format!(
-            "refusing to listen on {} without API keys: set CONTROL_PLANE_API_KEYS \
-             (or --api-keys-file), or listen on 127.0.0.1",
-            config.host
-        )));
-    }
-    create_private_dir(&config.data_dir)?;
-    let _lock = lock_data_dir(&config.data_dir)?;
-    let store = Store::open(&config.data_dir.join("control-plane.db"))?;
-    let provider = provider::build(&config).await?;
-    tracing::info!("{}", provider.describe());
-    let manager = Arc::new(Manager::new(&config, store, provider));
-    manager.recover().await?;
-
-    let listener = tokio::net::TcpListener::bind((config.host, config.port))
-        .await
-        .map_err(|e| {
-            Error::BadRequest(format!(
-                "cannot listen on {}:{}: {e}",
-                config.host, config.port
-            ))
-        })?;
-    let addr: SocketAddr = listener
-        .local_addr()
-        .map_err(|e| Error::Internal(format!("local address: {e}")))?;
-    if keys.is_empty() {
-        tracing::warn!(
-            "no API keys configured: anyone on this machine can use the API at http://{addr}"
-        );
-    } else {
-        tracing::info!(keys = keys.len(), "API keys required");
-    }
-    tracing::info!(
-        data_dir = %config.data_dir.display(),
-        "control plane listening on http://{addr}"
-    );
-    if let Some(path) = &config.addr_file {
-        std::fs::write(path, addr.to_string())
-            .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))?;
-    }
-
-    let reaper = tokio::spawn(reap_forever(
-        manager.clone(),
-        Duration::from_secs(config.reaper_interval_secs.max(1)),
-    ));
-
-    let app = api::router(api::AppState {
-        manager: manager.clone(),
-        keys: Arc::new(keys),
-    });
-    // Without TCP_NODELAY small answers wait for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // After the signal, requests in flight (a long command) get a grace period,
-    // then the server stops regardless so that sandboxes are paused in time.
-    let stopping = Arc::new(tokio::sync::Notify::new());
-    let signal = {
-        let stopping = stopping.clone();
-        async move {
-            shutdown_signal().await;
-            stopping.notify_waiters();
-        }
-    };
-    let notified = stopping.notified();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    tokio::select! {
-        result = server => result.map_err(|e| Error::Internal(format!("server: {e}")))?,
-        _ = async { notified.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("requests still running after {}s; stopping anyway", SHUTDOWN_GRACE.as_secs());
-        }
-    }
-
-    reaper.abort();
-    tracing::info!("shutting down");
-    manager.shutdown().await;
-    Ok(())
-}
-
-/// Every `every`: notice sandboxes that died, then stop expired ones.
-async fn reap_forever(manager: Arc<Manager>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        // The provider's own timeouts are kept one tick past the expiry.
-        if let Err(e) = manager.reconcile(every.as_secs()).await {
-            tracing::warn!("reconcile: {e}");
-        }
-        if let Err(e) = manager.reap().await {
-            tracing::warn!("reaper: {e}");
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
-/// Holds an exclusive lock on the data folder for as long as the file is open
-/// (the kernel drops it even on SIGKILL): two control planes on one folder
-/// would each think they own the same sandboxes.
-fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join("lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::Internal(format!("cannot open {}: {e}", path.display())))?;
-    // A control plane killed while starting a sandbox can leave the lock
-    // with that child for the moment between its fork and its exec: retry
-    // briefly before concluding another control plane holds it.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        // SAFETY: flock(2) on a descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc == 0 {
-            return Ok(file);
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(Error::Conflict(format!(
-                "another control-plane is already using {}",
-                dir.display()
-            )));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
-/// The data folder holds tokens: a new one is made readable by this user
-/// only; an existing one is left as it is, with a warning if others can read it.
-fn create_private_dir(dir: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let fail = |e: std::io::Error| {
-        Error::BadRequest(format!("cannot use data folder {}: {e}", dir.display()))
-    };
-    if dir.exists() {
-        let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode();
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "data folder {} is open to other users (mode {:o}); it holds sandbox tokens: chmod 700 it",
-                dir.display(),
-                mode & 0o777
-            );
-        }
-        return Ok(());
-    }
-    std::fs::create_dir_all(dir)
-        .and_then(|_| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
-        .map_err(fail)
-}
+pub use serve::serve;

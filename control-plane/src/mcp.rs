@@ -16,17 +16,33 @@ use rmcp::transport::streamable_http_client::{
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ProviderError, Result};
+use crate::ids::SandboxId;
 
 type Session = RunningService<RoleClient, ClientConfig>;
 
 /// How to reach one sandbox's MCP endpoint.
 #[derive(Clone)]
 pub struct Target {
-    pub sandbox_id: String,
+    /// The sandbox, which names its session in the pool.
+    pub sandbox_id: SandboxId,
+    /// Its streamable-HTTP MCP endpoint.
     pub url: String,
+    /// The bearer token its mcp-tools requires.
     pub token: String,
+    /// Headers besides `Authorization` that `url` needs.
     pub headers: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Target {
+    // The token never reaches a log, even through Debug.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("sandbox_id", &self.sandbox_id)
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a successful tool call gave back.
@@ -40,7 +56,7 @@ pub struct ToolOutput {
 /// Open sessions, one per sandbox.
 #[derive(Default)]
 pub struct McpPool {
-    sessions: Mutex<HashMap<String, Arc<PooledSession>>>,
+    sessions: Mutex<HashMap<SandboxId, Arc<PooledSession>>>,
 }
 
 struct PooledSession {
@@ -78,10 +94,11 @@ impl McpPool {
                         // behind our back): forget it and try once more, but only when
                         // running the call twice is harmless.
                         if retried || !tool_is_idempotent(tool) {
-                            return Err(Error::Upstream(format!(
+                            return Err(ProviderError::failed(format!(
                                 "sandbox {} did not answer the {tool} call: {e}",
                                 target.sandbox_id
-                            )));
+                            ))
+                            .into());
                         }
                         retried = true;
                     }
@@ -90,16 +107,17 @@ impl McpPool {
         };
         match tokio::time::timeout(timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(Error::Timeout(format!(
+            Err(_) => Err(ProviderError::timeout(format!(
                 "sandbox {} did not answer the {tool} call within {}s",
                 target.sandbox_id,
                 timeout.as_secs()
-            ))),
+            ))
+            .into()),
         }
     }
 
     /// Closes and forgets the session of a sandbox (on pause and delete).
-    pub async fn forget(&self, sandbox_id: &str) {
+    pub async fn forget(&self, sandbox_id: &SandboxId) {
         let removed = self.sessions.lock().await.remove(sandbox_id);
         if let Some(s) = removed {
             // Wait, so the session ends before the provider stops the sandbox.
@@ -117,7 +135,7 @@ impl McpPool {
         while closing.join_next().await.is_some() {}
     }
 
-    async fn forget_session(&self, sandbox_id: &str, session: &Arc<PooledSession>) {
+    async fn forget_session(&self, sandbox_id: &SandboxId, session: &Arc<PooledSession>) {
         let mut sessions = self.sessions.lock().await;
         if sessions
             .get(sandbox_id)
@@ -166,7 +184,7 @@ async fn connect(target: &Target) -> Result<PooledSession> {
         .serve(transport)
         .await
         .map_err(|e| {
-            Error::Upstream(format!(
+            ProviderError::failed(format!(
                 "cannot open an MCP session to sandbox {}: {e}",
                 target.sandbox_id
             ))

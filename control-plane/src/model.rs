@@ -70,10 +70,15 @@ pub struct CreateSandboxRequest {
 /// What a client needs to know about one sandbox.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SandboxInfo {
+    /// The control plane's id, e.g. `sb-0123456789abcdef`.
     pub sandbox_id: String,
+    /// The owner.
     pub user_id: String,
+    /// The provider that runs it: `local` or `e2b`.
     pub provider: String,
+    /// The template it was made from, if create named one.
     pub template_id: Option<String>,
+    /// Where it is in its life.
     pub status: SandboxState,
     /// Streamable-HTTP MCP endpoint of the sandbox (valid while running).
     pub mcp_url: String,
@@ -81,7 +86,9 @@ pub struct SandboxInfo {
     pub mcp_headers: BTreeMap<String, String>,
     /// URL of port 9000 in the sandbox, where an editor may listen.
     pub vscode_url: String,
+    /// The labels given at create.
     pub metadata: BTreeMap<String, String>,
+    /// Inactivity timeout in seconds.
     pub timeout_secs: u64,
     /// Unix seconds.
     pub created_at: i64,
@@ -92,13 +99,16 @@ pub struct SandboxInfo {
 /// A request naming one sandbox (`connect`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SandboxIdRequest {
+    /// The sandbox.
     pub sandbox_id: String,
 }
 
 /// Answer of `connect`, `pause` and `resume`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LifecycleResponse {
+    /// Always true (failures are error answers).
     pub success: bool,
+    /// The sandbox after the change.
     #[serde(flatten)]
     pub sandbox: SandboxInfo,
 }
@@ -106,6 +116,7 @@ pub struct LifecycleResponse {
 /// `POST /sandboxes/run-command`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RunCommandRequest {
+    /// The sandbox to run it in.
     pub sandbox_id: String,
     /// Shell command line, run with `sh -c` in the workspace.
     pub command: String,
@@ -128,35 +139,46 @@ pub struct RunCommandRequest {
 pub struct RunCommandResponse {
     /// stdout followed by stderr (what the original server returned).
     pub output: String,
+    /// Exit code of a foreground command that exited (not killed by a signal).
     pub exit_code: Option<i32>,
+    /// The command's standard output (head and tail when it was long).
     pub stdout: String,
+    /// The command's standard error (head and tail when it was long).
     pub stderr: String,
     /// Signal that ended the command, if any.
     pub signal: Option<i32>,
+    /// True when the command was killed at its timeout.
     pub timed_out: bool,
+    /// How long it ran, in milliseconds.
     pub duration_ms: Option<u64>,
-    /// Background commands: the job id, pid and log path inside the sandbox.
+    /// Background commands: the job id inside the sandbox.
     pub job_id: Option<String>,
+    /// Background commands: the process id inside the sandbox.
     pub pid: Option<u32>,
+    /// Background commands: the path of its output log inside the sandbox.
     pub log_path: Option<String>,
 }
 
 /// `POST /sandboxes/expose-port`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExposePortRequest {
+    /// The sandbox.
     pub sandbox_id: String,
+    /// The port inside it, 1 to 65535.
     pub port: u16,
 }
 
 /// Answer of `expose-port`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ExposePortResponse {
+    /// Where the port is reachable, e.g. `http://127.0.0.1:3000`.
     pub url: String,
 }
 
 /// `POST /sandboxes/write-file` and `POST /sandboxes/read-file`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FileOperationRequest {
+    /// The sandbox.
     pub sandbox_id: String,
     /// Path relative to the sandbox workspace.
     pub path: String,
@@ -168,7 +190,9 @@ pub struct FileOperationRequest {
 /// Answer of `write-file` and `read-file`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct FileOperationResponse {
+    /// The file's text (read-file); absent for write-file.
     pub content: Option<String>,
+    /// Always true (failures are error answers).
     pub success: bool,
 }
 
@@ -190,14 +214,18 @@ pub struct ListResponse {
 /// Answer of `DELETE /sandboxes/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeleteResponse {
+    /// Always true (failures are error answers).
     pub success: bool,
 }
 
 /// Answer of `GET /health`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {
+    /// `ok`.
     pub status: String,
+    /// The control plane's version.
     pub version: String,
+    /// The provider that runs the sandboxes: `local` or `e2b`.
     pub provider: String,
     /// Whether sandboxes are isolated from each other and from this machine.
     pub isolated: bool,
@@ -206,6 +234,7 @@ pub struct HealthResponse {
 /// Body of every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
+    /// What went wrong.
     pub error: ErrorBody,
 }
 
@@ -213,7 +242,8 @@ pub struct ErrorResponse {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable code: bad_request, unauthorized, forbidden, not_found, conflict,
-    /// unsupported, tool_error, upstream_error, timeout, internal.
+    /// gone, unsupported, tool_error, upstream_error, timeout, internal.
     pub code: String,
+    /// What happened and, where there is something to do, what.
     pub message: String,
 }

@@ -10,7 +10,9 @@ use std::sync::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::error::{Error, Result};
+use crate::ids::{ProviderId, SandboxId};
 use crate::model::{SandboxInfo, SandboxState};
+use crate::provider::{Endpoint, Running, SandboxRef};
 
 /// Schema migrations, applied in order; the index + 1 is the schema version.
 const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_sandboxes.sql")];
@@ -18,36 +20,68 @@ const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_sandboxes.sql")];
 /// One sandbox as the control plane remembers it.
 #[derive(Debug, Clone)]
 pub struct SandboxRecord {
-    pub id: String,
+    /// The control plane's id.
+    pub id: SandboxId,
+    /// The owner.
     pub user_id: String,
+    /// Name of the provider that made it (`local`, `e2b`).
     pub provider: String,
-    pub provider_id: String,
+    /// The provider's id; `None` until its create answered.
+    pub provider_id: Option<ProviderId>,
+    /// The template it was made from, if one was named.
     pub template_id: Option<String>,
+    /// Where it is in its life.
     pub state: SandboxState,
-    pub mcp_url: String,
+    /// Where its MCP server answers (or answered, while paused); `None`
+    /// while it is created and once it is gone.
+    pub endpoint: Option<Endpoint>,
     /// mcp-tools' bearer token. Never logged.
     pub token: String,
-    /// Headers besides Authorization that requests to `mcp_url` need.
-    pub mcp_headers: BTreeMap<String, String>,
+    /// What the provider keeps with the record.
     pub provider_data: serde_json::Value,
+    /// The client's labels.
     pub metadata: BTreeMap<String, String>,
+    /// Inactivity timeout in seconds.
     pub timeout_secs: u64,
+    /// Unix seconds.
     pub created_at: i64,
+    /// Unix seconds; activity pushes it forward.
     pub expires_at: i64,
 }
 
 impl SandboxRecord {
+    /// The part of the record its provider works with.
+    pub fn provider_ref(&self) -> SandboxRef<'_> {
+        SandboxRef {
+            id: &self.id,
+            provider_id: self.provider_id.as_ref(),
+            state: self.state,
+            token: &self.token,
+            timeout_secs: self.timeout_secs,
+            provider_data: &self.provider_data,
+        }
+    }
+
+    /// Records what the provider reported of the sandbox it now runs.
+    pub fn set_running(&mut self, running: Running) {
+        self.provider_id = Some(running.provider_id);
+        self.endpoint = Some(running.endpoint);
+        self.provider_data = running.provider_data;
+        self.state = SandboxState::Running;
+    }
+
     /// The public view, given the URL of the editor port.
     pub fn info(&self, vscode_url: String) -> SandboxInfo {
-        let mut headers = self.mcp_headers.clone();
+        let endpoint = self.endpoint.clone().unwrap_or_default();
+        let mut headers = endpoint.headers;
         headers.insert("Authorization".into(), format!("Bearer {}", self.token));
         SandboxInfo {
-            sandbox_id: self.id.clone(),
+            sandbox_id: self.id.to_string(),
             user_id: self.user_id.clone(),
             provider: self.provider.clone(),
             template_id: self.template_id.clone(),
             status: self.state,
-            mcp_url: self.mcp_url.clone(),
+            mcp_url: endpoint.url,
             mcp_headers: headers,
             vscode_url,
             metadata: self.metadata.clone(),
@@ -103,15 +137,15 @@ impl Store {
                    created_at, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 params![
-                    r.id,
+                    r.id.as_str(),
                     r.user_id,
                     r.provider,
-                    r.provider_id,
+                    provider_id_column(r),
                     r.template_id,
                     r.state.as_str(),
-                    r.mcp_url,
+                    mcp_url_column(r),
                     r.token,
-                    to_json(&r.mcp_headers),
+                    mcp_headers_column(r),
                     r.provider_data.to_string(),
                     to_json(&r.metadata),
                     r.timeout_secs as i64,
@@ -131,12 +165,12 @@ impl Store {
                    mcp_headers = ?6, provider_data = ?7, timeout_secs = ?8, expires_at = ?9
                  WHERE id = ?1",
                 params![
-                    r.id,
-                    r.provider_id,
+                    r.id.as_str(),
+                    provider_id_column(r),
                     r.state.as_str(),
-                    r.mcp_url,
+                    mcp_url_column(r),
                     r.token,
-                    to_json(&r.mcp_headers),
+                    mcp_headers_column(r),
                     r.provider_data.to_string(),
                     r.timeout_secs as i64,
                     r.expires_at
@@ -147,27 +181,32 @@ impl Store {
     }
 
     /// Pushes the expiry of a sandbox to `expires_at` if that is later.
-    pub fn extend(&self, id: &str, expires_at: i64) -> Result<()> {
+    pub fn extend(&self, id: &SandboxId, expires_at: i64) -> Result<()> {
         self.with(|c| {
             c.execute(
                 "UPDATE sandboxes SET expires_at = max(expires_at, ?2) WHERE id = ?1",
-                params![id, expires_at],
+                params![id.as_str(), expires_at],
             )
             .map(|_| ())
         })
     }
 
-    pub fn get(&self, id: &str) -> Result<Option<SandboxRecord>> {
+    /// The record of sandbox `id`, if there is one.
+    pub fn get(&self, id: &SandboxId) -> Result<Option<SandboxRecord>> {
         self.with(|c| {
-            c.query_row("SELECT * FROM sandboxes WHERE id = ?1", [id], from_row)
-                .optional()
+            c.query_row(
+                "SELECT * FROM sandboxes WHERE id = ?1",
+                [id.as_str()],
+                from_row,
+            )
+            .optional()
         })
     }
 
     /// Removes a record; false if there was none.
-    pub fn delete(&self, id: &str) -> Result<bool> {
+    pub fn delete(&self, id: &SandboxId) -> Result<bool> {
         self.with(|c| {
-            c.execute("DELETE FROM sandboxes WHERE id = ?1", [id])
+            c.execute("DELETE FROM sandboxes WHERE id = ?1", [id.as_str()])
                 .map(|n| n > 0)
         })
     }
@@ -267,21 +306,59 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
 }
 
+/// The `provider_id` column: empty while the create has not answered.
+fn provider_id_column(r: &SandboxRecord) -> &str {
+    r.provider_id.as_ref().map_or("", ProviderId::as_str)
+}
+
+/// The `mcp_url` column: empty when there is no endpoint.
+fn mcp_url_column(r: &SandboxRecord) -> &str {
+    r.endpoint.as_ref().map_or("", |e| e.url.as_str())
+}
+
+/// The `mcp_headers` column: a JSON object.
+fn mcp_headers_column(r: &SandboxRecord) -> String {
+    r.endpoint
+        .as_ref()
+        .map_or_else(|| "{}".to_string(), |e| to_json(&e.headers))
+}
+
+/// An id column that does not parse: only a hand-edited database has one.
+fn bad_id(column: &'static str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        format!("{column} {value:?} is not a valid id").into(),
+    )
+}
+
 fn from_row(row: &Row<'_>) -> rusqlite::Result<SandboxRecord> {
     let state: String = row.get("state")?;
     let json_col = |name: &str| -> rusqlite::Result<String> { row.get(name) };
+    let id: String = row.get("id")?;
+    let provider_id: String = row.get("provider_id")?;
+    let mcp_url: String = row.get("mcp_url")?;
     Ok(SandboxRecord {
-        id: row.get("id")?,
+        id: SandboxId::parse(&id).ok_or_else(|| bad_id("id", &id))?,
         user_id: row.get("user_id")?,
         provider: row.get("provider")?,
-        provider_id: row.get("provider_id")?,
+        provider_id: match provider_id.as_str() {
+            "" => None,
+            p => Some(ProviderId::parse(p).ok_or_else(|| bad_id("provider_id", p))?),
+        },
         template_id: row.get("template_id")?,
         // An unknown state can only come from a newer binary; treat it as paused,
         // the state from which every operation is safe.
         state: SandboxState::parse(&state).unwrap_or(SandboxState::Paused),
-        mcp_url: row.get("mcp_url")?,
+        endpoint: (!mcp_url.is_empty())
+            .then(|| -> rusqlite::Result<Endpoint> {
+                Ok(Endpoint {
+                    url: mcp_url,
+                    headers: serde_json::from_str(&json_col("mcp_headers")?).unwrap_or_default(),
+                })
+            })
+            .transpose()?,
         token: row.get("token")?,
-        mcp_headers: serde_json::from_str(&json_col("mcp_headers")?).unwrap_or_default(),
         provider_data: serde_json::from_str(&json_col("provider_data")?)
             .unwrap_or(serde_json::Value::Null),
         metadata: serde_json::from_str(&json_col("metadata")?).unwrap_or_default(),

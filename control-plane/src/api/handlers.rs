@@ -1,24 +1,36 @@
-//! One function per endpoint: unpack the request, call the [`Manager`], wrap
-//! the answer. The `#[utoipa::path]` attributes make the OpenAPI document.
+//! One function per endpoint: unpack the request, call [`Sandboxes`] (or
+//! [`tools`] for commands and files), wrap the answer. The
+//! `#[utoipa::path]` attributes make the OpenAPI document.
 //!
-//! [`Manager`]: crate::manager::Manager
+//! [`Sandboxes`]: crate::sandboxes::Sandboxes
 
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 
-use super::{ApiJson, AppState};
-use crate::error::{Error, Result};
-use crate::manager::{Caller, ListQuery};
+use super::{ApiError, ApiJson, AppState};
+use crate::error::Error;
+use crate::ids::SandboxId;
 use crate::model::*;
+use crate::sandboxes::{Caller, ListQuery};
+use crate::tools;
+
+/// What every handler answers.
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// The id a request names. One that cannot be an id is a sandbox that does
+/// not exist, like any other unknown id.
+fn sandbox_id(id: &str) -> Result<SandboxId, Error> {
+    SandboxId::parse(id).ok_or_else(|| Error::NotFound { id: id.to_string() })
+}
 
 /// Runs a lifecycle change to its end even if the client hangs up (which
 /// drops the handler), so no half-made or half-stopped sandbox is left behind.
 async fn to_completion<T: Send + 'static>(
-    work: impl Future<Output = Result<T>> + Send + 'static,
+    work: impl Future<Output = Result<T, Error>> + Send + 'static,
 ) -> Result<T> {
-    tokio::spawn(work)
+    Ok(tokio::spawn(work)
         .await
-        .map_err(|e| Error::Internal(format!("operation failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("operation failed: {e}")))??)
 }
 
 #[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
@@ -26,8 +38,8 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
         status: "ok".into(),
         version: env!("CARGO_PKG_VERSION").into(),
-        provider: state.manager.provider().name().into(),
-        isolated: state.manager.provider().capabilities().isolated,
+        provider: state.sandboxes.provider().name().into(),
+        isolated: state.sandboxes.provider().capabilities().isolated,
     })
 }
 
@@ -45,9 +57,9 @@ pub async fn create(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<CreateSandboxRequest>,
 ) -> Result<Json<SandboxInfo>> {
-    let m = state.manager.clone();
+    let sandboxes = state.sandboxes.clone();
     Ok(Json(
-        to_completion(async move { m.create(&caller, req).await }).await?,
+        to_completion(async move { sandboxes.create(&caller, req).await }).await?,
     ))
 }
 
@@ -73,23 +85,23 @@ pub async fn list(
             "user_id" => q.user_id = Some(v),
             "state" => {
                 q.state = Some(SandboxState::parse(&v).ok_or_else(|| {
-                    Error::BadRequest("state must be creating, running, paused or gone".into())
+                    ApiError::BadInput("state must be creating, running, paused or gone".into())
                 })?)
             }
             "limit" => {
                 q.limit = Some(
                     v.parse()
-                        .map_err(|_| Error::BadRequest("limit must be a number".into()))?,
+                        .map_err(|_| ApiError::BadInput("limit must be a number".into()))?,
                 )
             }
             "cursor" => q.cursor = Some(v),
             _ => match k.strip_prefix("metadata.") {
                 Some(key) if !key.is_empty() => q.metadata.push((key.to_string(), v)),
-                _ => return Err(Error::BadRequest(format!("unknown query parameter {k:?}"))),
+                _ => return Err(ApiError::BadInput(format!("unknown query parameter {k:?}"))),
             },
         }
     }
-    Ok(Json(state.manager.list(&caller, q).await?))
+    Ok(Json(state.sandboxes.list(&caller, q).await?))
 }
 
 #[utoipa::path(
@@ -104,8 +116,9 @@ pub async fn connect(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<SandboxIdRequest>,
 ) -> Result<Json<LifecycleResponse>> {
-    let m = state.manager.clone();
-    let sandbox = to_completion(async move { m.connect(&caller, &req.sandbox_id).await }).await?;
+    let id = sandbox_id(&req.sandbox_id)?;
+    let sandboxes = state.sandboxes.clone();
+    let sandbox = to_completion(async move { sandboxes.connect(&caller, &id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,
@@ -126,7 +139,10 @@ pub async fn run_command(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<RunCommandRequest>,
 ) -> Result<Json<RunCommandResponse>> {
-    Ok(Json(state.manager.run_command(&caller, req).await?))
+    let id = sandbox_id(&req.sandbox_id)?;
+    Ok(Json(
+        tools::run_command(&state.sandboxes, &caller, &id, req).await?,
+    ))
 }
 
 #[utoipa::path(
@@ -138,9 +154,8 @@ pub async fn expose_port(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<ExposePortRequest>,
 ) -> Result<Json<ExposePortResponse>> {
-    let url = state
-        .manager
-        .expose_port(&caller, &req.sandbox_id, req.port)?;
+    let id = sandbox_id(&req.sandbox_id)?;
+    let url = state.sandboxes.expose_port(&caller, &id, req.port)?;
     Ok(Json(ExposePortResponse { url }))
 }
 
@@ -156,7 +171,8 @@ pub async fn write_file(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<FileOperationRequest>,
 ) -> Result<Json<FileOperationResponse>> {
-    state.manager.write_file(&caller, req).await?;
+    let id = sandbox_id(&req.sandbox_id)?;
+    tools::write_file(&state.sandboxes, &caller, &id, req).await?;
     Ok(Json(FileOperationResponse {
         content: None,
         success: true,
@@ -175,7 +191,8 @@ pub async fn read_file(
     Extension(caller): Extension<Caller>,
     ApiJson(req): ApiJson<FileOperationRequest>,
 ) -> Result<Json<FileOperationResponse>> {
-    let content = state.manager.read_file(&caller, req).await?;
+    let id = sandbox_id(&req.sandbox_id)?;
+    let content = tools::read_file(&state.sandboxes, &caller, &id, req).await?;
     Ok(Json(FileOperationResponse {
         content: Some(content),
         success: true,
@@ -194,7 +211,8 @@ pub async fn status(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxInfo>> {
-    Ok(Json(state.manager.status(&caller, &id).await?))
+    let id = sandbox_id(&id)?;
+    Ok(Json(state.sandboxes.status(&caller, &id).await?))
 }
 
 #[utoipa::path(
@@ -209,8 +227,9 @@ pub async fn delete_sandbox(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>> {
-    let m = state.manager.clone();
-    to_completion(async move { m.delete(&caller, &id).await }).await?;
+    let id = sandbox_id(&id)?;
+    let sandboxes = state.sandboxes.clone();
+    to_completion(async move { sandboxes.delete(&caller, &id).await }).await?;
     Ok(Json(DeleteResponse { success: true }))
 }
 
@@ -225,9 +244,10 @@ pub async fn set_timeout(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<SetTimeoutRequest>,
 ) -> Result<Json<SandboxInfo>> {
+    let id = sandbox_id(&id)?;
     Ok(Json(
         state
-            .manager
+            .sandboxes
             .set_timeout(&caller, &id, req.timeout_secs)
             .await?,
     ))
@@ -246,8 +266,9 @@ pub async fn pause(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<LifecycleResponse>> {
-    let m = state.manager.clone();
-    let sandbox = to_completion(async move { m.pause(&caller, &id).await }).await?;
+    let id = sandbox_id(&id)?;
+    let sandboxes = state.sandboxes.clone();
+    let sandbox = to_completion(async move { sandboxes.pause(&caller, &id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,
@@ -266,8 +287,9 @@ pub async fn resume(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<LifecycleResponse>> {
-    let m = state.manager.clone();
-    let sandbox = to_completion(async move { m.resume(&caller, &id).await }).await?;
+    let id = sandbox_id(&id)?;
+    let sandboxes = state.sandboxes.clone();
+    let sandbox = to_completion(async move { sandboxes.resume(&caller, &id).await }).await?;
     Ok(Json(LifecycleResponse {
         success: true,
         sandbox,

@@ -14,10 +14,12 @@ use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 
 use crate::config::ApiKey;
-use crate::error::Error;
-use crate::manager::{Caller, Manager};
+use crate::sandboxes::{Caller, Sandboxes};
 
+pub mod error;
 pub mod handlers;
+
+pub use error::ApiError;
 
 /// Largest request body accepted (a write-file carries the file).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -25,7 +27,9 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub manager: Arc<Manager>,
+    /// The sandboxes every request works on.
+    pub sandboxes: Arc<Sandboxes>,
+    /// The configured API keys; empty when the API is open (loopback only).
     pub keys: Arc<Vec<ApiKey>>,
 }
 
@@ -49,7 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(openapi_json))
         .merge(protected)
-        .fallback(|| async { Error::NotFound("no such endpoint; see /openapi.json".into()) })
+        .fallback(|| async { ApiError::NoSuchEndpoint })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
@@ -82,7 +86,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
             Some(key) => Caller {
                 user: key.user.clone(),
             },
-            None => return Error::Unauthorized.into_response(),
+            None => return ApiError::Unauthorized.into_response(),
         }
     };
     req.extensions_mut().insert(caller);
@@ -117,12 +121,12 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(Error::BadRequest(e.body_text())),
+            Err(e) => Err(ApiError::BadInput(e.body_text())),
         }
     }
 }

@@ -26,11 +26,13 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Capabilities, CreateSpec, Observed, Provider, Seen, Started};
-use crate::config::{E2bArgs, ServeConfig};
-use crate::error::{Error, Result};
+use super::{
+    Capabilities, CreateSpec, Endpoint, Inspection, Listed, Provider, Running, SandboxRef,
+};
+use crate::config::E2bConfig;
+use crate::error::{Error, ProviderError, Result, StartError};
+use crate::ids::{ProviderId, SandboxId};
 use crate::model::SandboxState;
-use crate::store::SandboxRecord;
 
 /// Header that carries the sandbox's traffic token to any of its ports.
 pub const TRAFFIC_HEADER: &str = "e2b-traffic-access-token";
@@ -53,6 +55,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest page E2B's list gives.
 const PAGE_LIMIT: u32 = 100;
 
+/// Runs each sandbox as a microVM in E2B's cloud (or an engine that speaks
+/// E2B's API).
 pub struct E2bProvider {
     http: reqwest::Client,
     api_key: String,
@@ -84,7 +88,7 @@ struct Data {
 #[serde(rename_all = "camelCase")]
 struct ApiSandbox {
     #[serde(rename = "sandboxID")]
-    sandbox_id: String,
+    sandbox_id: ProviderId,
     #[serde(default)]
     envd_access_token: Option<String>,
     #[serde(default)]
@@ -98,7 +102,7 @@ struct ApiSandbox {
 #[serde(rename_all = "camelCase")]
 struct ApiListed {
     #[serde(rename = "sandboxID")]
-    sandbox_id: String,
+    sandbox_id: ProviderId,
     state: String,
     #[serde(default)]
     end_at: Option<String>,
@@ -136,25 +140,28 @@ struct NoAnswer {
 }
 
 impl E2bProvider {
-    pub fn new(config: &ServeConfig) -> Result<Self> {
-        let args: &E2bArgs = &config.e2b;
+    /// A provider for E2B's API as `args` describe it; sandbox timeouts sent
+    /// to E2B are capped at `max_timeout_secs`.
+    ///
+    /// Errors: a missing API key, a bad domain, API URL or token file path.
+    pub fn new(args: &E2bConfig, max_timeout_secs: u64) -> Result<Self, StartError> {
         let api_key = args
             .e2b_api_key
             .clone()
             .filter(|k| !k.trim().is_empty())
             .ok_or_else(|| {
-                Error::BadRequest(
+                StartError::Config(
                     "the e2b provider needs an API key: set E2B_API_KEY (or --e2b-api-key)".into(),
                 )
             })?;
         if reqwest::header::HeaderValue::from_str(&api_key).is_err() {
-            return Err(Error::BadRequest(
+            return Err(StartError::Config(
                 "E2B_API_KEY has characters a header cannot carry".into(),
             ));
         }
         let domain = args.e2b_domain.trim().trim_end_matches('/').to_string();
         if domain.is_empty() || domain.contains('/') {
-            return Err(Error::BadRequest(format!(
+            return Err(StartError::Config(format!(
                 "E2B_DOMAIN must be a domain name like e2b.app, not {domain:?}"
             )));
         }
@@ -166,18 +173,18 @@ impl E2bProvider {
             .ok()
             .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
             .ok_or_else(|| {
-                Error::BadRequest(format!("E2B_API_URL {api_url:?} is not an http(s) URL"))
+                StartError::Config(format!("E2B_API_URL {api_url:?} is not an http(s) URL"))
             })?;
         // Every call carries the API key: in clear only to a local stand-in.
         if api_url.scheme() != "https" && !args.e2b_debug {
-            return Err(Error::BadRequest(format!(
+            return Err(StartError::Config(format!(
                 "E2B_API_URL {:?} is not https: the API key would travel in clear \
                  (plain http is accepted only with E2B_DEBUG, for a local stand-in)",
                 api_url.as_str()
             )));
         }
         if !args.e2b_token_file.starts_with('/') {
-            return Err(Error::BadRequest(format!(
+            return Err(StartError::Config(format!(
                 "--e2b-token-file must be an absolute path inside the sandbox, not {:?}",
                 args.e2b_token_file
             )));
@@ -192,7 +199,7 @@ impl E2bProvider {
             // E2B's API does not redirect: a 3xx is an error like any other.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| Error::Internal(format!("http client: {e}")))?;
+            .map_err(|e| StartError::Config(format!("http client: {e}")))?;
         Ok(E2bProvider {
             http,
             api_key,
@@ -206,7 +213,7 @@ impl E2bProvider {
             auto_pause: args.e2b_auto_pause,
             code_server: args.e2b_code_server,
             request_timeout,
-            max_timeout_secs: config.max_timeout_secs.max(1),
+            max_timeout_secs: max_timeout_secs.max(1),
         })
     }
 
@@ -217,18 +224,14 @@ impl E2bProvider {
         url
     }
 
-    fn sandbox_path(id: &str, tail: &str) -> Result<String> {
-        // E2B's ids are lowercase letters and digits; refuse anything that
-        // could change the path.
-        if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(Error::Internal(format!("invalid E2B sandbox id {id:?}")));
-        }
-        Ok(format!("/sandboxes/{id}{tail}"))
+    /// `/sandboxes/{id}{tail}`: a [`ProviderId`] cannot change the path.
+    fn sandbox_path(id: &ProviderId, tail: &str) -> String {
+        format!("/sandboxes/{id}{tail}")
     }
 
     /// Base URL of `port` of a sandbox: `https://{port}-{id}.{domain}`, or
     /// `http://localhost:{port}` in debug mode (as E2B's SDKs do).
-    fn host_url(&self, provider_id: &str, domain: &str, port: u16) -> String {
+    fn host_url(&self, provider_id: &ProviderId, domain: &str, port: u16) -> String {
         if self.debug {
             format!("http://localhost:{port}")
         } else {
@@ -236,8 +239,8 @@ impl E2bProvider {
         }
     }
 
-    fn data(record: &SandboxRecord) -> Data {
-        serde_json::from_value(record.provider_data.clone()).unwrap_or_default()
+    fn data(sandbox: SandboxRef<'_>) -> Data {
+        serde_json::from_value(sandbox.provider_data.clone()).unwrap_or_default()
     }
 
     fn domain_of(&self, data: &Data) -> String {
@@ -248,16 +251,18 @@ impl E2bProvider {
         }
     }
 
-    fn started(&self, provider_id: &str, data: Data) -> Started {
+    fn running(&self, provider_id: &ProviderId, data: Data) -> Running {
         let domain = self.domain_of(&data);
-        let mut mcp_headers = BTreeMap::new();
+        let mut headers = BTreeMap::new();
         if let Some(t) = &data.traffic_access_token {
-            mcp_headers.insert(TRAFFIC_HEADER.to_string(), t.clone());
+            headers.insert(TRAFFIC_HEADER.to_string(), t.clone());
         }
-        Started {
-            provider_id: provider_id.to_string(),
-            mcp_url: format!("{}/mcp", self.host_url(provider_id, &domain, self.mcp_port)),
-            mcp_headers,
+        Running {
+            provider_id: provider_id.clone(),
+            endpoint: Endpoint {
+                url: format!("{}/mcp", self.host_url(provider_id, &domain, self.mcp_port)),
+                headers,
+            },
             provider_data: serde_json::to_value(&data).unwrap_or(Value::Null),
         }
     }
@@ -374,7 +379,7 @@ impl E2bProvider {
         // The URL is left out: it says nothing the reader needs, and a
         // sandbox's address is no business of a log line.
         if e.is_timeout() {
-            return Error::Timeout(format!("E2B did not answer {what} in time"));
+            return ProviderError::timeout(format!("E2B did not answer {what} in time")).into();
         }
         let kind = if e.is_connect() {
             "cannot connect"
@@ -384,7 +389,7 @@ impl E2bProvider {
         let detail = std::error::Error::source(e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        Error::Upstream(self.scrub(format!("E2B {what}: {kind}{detail}")))
+        ProviderError::failed(self.scrub(format!("E2B {what}: {kind}{detail}"))).into()
     }
 
     /// Never let the key through, whatever a message quotes.
@@ -413,32 +418,33 @@ impl E2bProvider {
         let message = self.api_message(a);
         let status = a.status.as_u16();
         match status {
-            400 => Error::BadRequest(format!("E2B refused {what}: {message}")),
-            401 | 403 => Error::Upstream(format!(
+            400 => ProviderError::refused(format!("E2B refused {what}: {message}")),
+            401 | 403 => ProviderError::failed(format!(
                 "E2B refused the API key for {what} ({status}): check E2B_API_KEY ({message})"
             )),
-            404 => Error::Gone(format!(
+            404 => ProviderError::lost(format!(
                 "E2B no longer has this sandbox ({what}: {message}); it was killed or \
                  its timeout passed: delete it and create a new one"
             )),
-            409 => Error::Conflict(format!("E2B refused {what}: {message}")),
-            429 => Error::Conflict(format!(
+            409 => ProviderError::busy(format!("E2B refused {what}: {message}")),
+            429 => ProviderError::busy(format!(
                 "E2B refused {what}: the E2B team's limit of concurrent sandboxes (or of \
                  creates per second) is reached; pause or delete sandboxes, or ask E2B for \
                  a higher limit ({message})"
             )),
             _ if a.status.is_server_error() => {
-                Error::Upstream(format!("E2B failed {what} ({status}): {message}"))
+                ProviderError::failed(format!("E2B failed {what} ({status}): {message}"))
             }
-            _ => Error::Upstream(format!(
+            _ => ProviderError::failed(format!(
                 "E2B answered {what} with an unexpected {status}: {message}"
             )),
         }
+        .into()
     }
 
     /// One sandbox's details; `None` when E2B has no such sandbox.
-    async fn detail(&self, provider_id: &str) -> Result<Option<ApiListed>> {
-        let url = self.api(&Self::sandbox_path(provider_id, "")?);
+    async fn detail(&self, provider_id: &ProviderId) -> Result<Option<ApiListed>> {
+        let url = self.api(&Self::sandbox_path(provider_id, ""));
         let a = self
             .send(
                 Method::GET,
@@ -452,7 +458,7 @@ impl E2bProvider {
         match a.status {
             StatusCode::OK => serde_json::from_slice(&a.body)
                 .map(Some)
-                .map_err(|e| Error::Upstream(format!("E2B's sandbox detail is malformed: {e}"))),
+                .map_err(|e| malformed("sandbox detail", e)),
             StatusCode::NOT_FOUND => Ok(None),
             _ => Err(self.api_error("get sandbox", &a)),
         }
@@ -498,8 +504,8 @@ impl E2bProvider {
             if a.status != StatusCode::OK {
                 return Err(self.api_error("list sandboxes", &a));
             }
-            let page: Vec<ApiListed> = serde_json::from_slice(&a.body)
-                .map_err(|e| Error::Upstream(format!("E2B's sandbox list is malformed: {e}")))?;
+            let page: Vec<ApiListed> =
+                serde_json::from_slice(&a.body).map_err(|e| malformed("sandbox list", e))?;
             all.extend(page);
             next = a
                 .headers
@@ -511,15 +517,16 @@ impl E2bProvider {
                 return Ok(all);
             }
         }
-        Err(Error::Upstream(
-            "E2B's sandbox list did not end after 10000 pages".into(),
-        ))
+        Err(ProviderError::failed("E2B's sandbox list did not end after 10000 pages").into())
     }
 
     /// E2B sandboxes made for control-plane sandbox `id` (normally one).
-    async fn find_by_our_id(&self, id: &str) -> Result<Vec<ApiListed>> {
+    async fn find_by_our_id(&self, id: &SandboxId) -> Result<Vec<ApiListed>> {
         let found = self
-            .list(&[(META_MANAGED_BY, MANAGED_BY), (META_SANDBOX_ID, id)])
+            .list(&[
+                (META_MANAGED_BY, MANAGED_BY),
+                (META_SANDBOX_ID, id.as_str()),
+            ])
             .await?;
         // Keep only exact matches, whatever the server's filter did.
         Ok(found
@@ -528,13 +535,13 @@ impl E2bProvider {
                 s.metadata
                     .as_ref()
                     .and_then(|m| m.get(META_SANDBOX_ID))
-                    .is_some_and(|v| v == id)
+                    .is_some_and(|v| v == id.as_str())
             })
             .collect())
     }
 
-    async fn kill(&self, provider_id: &str) -> Result<()> {
-        let url = self.api(&Self::sandbox_path(provider_id, "")?);
+    async fn kill(&self, provider_id: &ProviderId) -> Result<()> {
+        let url = self.api(&Self::sandbox_path(provider_id, ""));
         let a = self
             .send(
                 Method::DELETE,
@@ -554,7 +561,7 @@ impl E2bProvider {
 
     /// After a create that may have happened without an answer: kill what it
     /// made, so no VM runs (and costs) unknown.
-    async fn clean_up_create(&self, id: &str) {
+    async fn clean_up_create(&self, id: &SandboxId) {
         match self.find_by_our_id(id).await {
             Ok(found) => {
                 for s in found {
@@ -570,7 +577,7 @@ impl E2bProvider {
     }
 
     /// Writes mcp-tools' token file through envd's file API, as the template's user.
-    async fn upload_token(&self, provider_id: &str, data: &Data, token: &str) -> Result<()> {
+    async fn upload_token(&self, provider_id: &ProviderId, data: &Data, token: &str) -> Result<()> {
         let domain = self.domain_of(data);
         let mut url = Url::parse(&format!(
             "{}/files",
@@ -581,7 +588,10 @@ impl E2bProvider {
             .append_pair("path", &self.token_file)
             .append_pair("username", SANDBOX_USER);
         // A multipart form with the field `file`: what every envd version takes.
-        let boundary = format!("control-plane-{}", random_hex(12));
+        let boundary = format!(
+            "control-plane-{}",
+            crate::random::hex(12).unwrap_or_else(|_| "boundary".into())
+        );
         let mut body = Vec::with_capacity(token.len() + 256);
         body.extend_from_slice(
             format!(
@@ -620,10 +630,11 @@ impl E2bProvider {
                         .collect();
                     // Writing the same file again is harmless, so any fault of
                     // a VM that has just started is worth another try.
-                    let error = Error::Upstream(format!(
+                    let error: Error = ProviderError::failed(format!(
                         "envd of sandbox {provider_id} refused the token upload ({status}): {}",
                         text.trim()
-                    ));
+                    ))
+                    .into();
                     if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
                         return Err(error);
                     }
@@ -639,13 +650,13 @@ impl E2bProvider {
     }
 
     /// Waits until the sandbox's mcp-tools answers `/health` through E2B's proxy.
-    async fn wait_ready(&self, started: &Started) -> Result<()> {
-        let health = format!("{}/health", started.mcp_url.trim_end_matches("/mcp"));
+    async fn wait_ready(&self, started: &Running) -> Result<()> {
+        let health = format!("{}/health", started.endpoint.url.trim_end_matches("/mcp"));
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut last: String;
         loop {
             let mut req = self.http.get(&health).timeout(Duration::from_secs(5));
-            for (k, v) in &started.mcp_headers {
+            for (k, v) in &started.endpoint.headers {
                 req = req.header(k, v);
             }
             match req.send().await {
@@ -654,19 +665,20 @@ impl E2bProvider {
                 Err(e) => last = self.transport_error("health check", &e).to_string(),
             }
             if Instant::now() > deadline {
-                return Err(Error::Timeout(format!(
+                return Err(ProviderError::timeout(format!(
                     "mcp-tools in E2B sandbox {} did not answer within {}s ({last}); \
                      is the template built from sandbox-template/?",
                     started.provider_id,
                     READY_TIMEOUT.as_secs()
-                )));
+                ))
+                .into());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// The part of a create after E2B answered: token, readiness.
-    async fn finish_create(&self, spec: &CreateSpec, created: ApiSandbox) -> Result<Started> {
+    async fn finish_create(&self, spec: &CreateSpec, created: ApiSandbox) -> Result<Running> {
         let data = Data {
             domain: created.domain.unwrap_or_default(),
             envd_access_token: created.envd_access_token,
@@ -674,9 +686,9 @@ impl E2bProvider {
         };
         self.upload_token(&created.sandbox_id, &data, &spec.token)
             .await?;
-        let started = self.started(&created.sandbox_id, data);
-        self.wait_ready(&started).await?;
-        Ok(started)
+        let running = self.running(&created.sandbox_id, data);
+        self.wait_ready(&running).await?;
+        Ok(running)
     }
 
     fn timeout_for_e2b(&self, secs: u64) -> u64 {
@@ -715,13 +727,13 @@ impl Provider for E2bProvider {
         )
     }
 
-    async fn create(&self, spec: &CreateSpec) -> Result<Started> {
+    async fn create(&self, spec: &CreateSpec) -> Result<Running> {
         let template = spec
             .template_id
             .clone()
             .or_else(|| self.template_id.clone())
             .ok_or_else(|| {
-                Error::BadRequest(
+                Error::Invalid(
                     "no template: set E2B_TEMPLATE_ID (a template built from sandbox-template/) \
                      or give template_id"
                         .into(),
@@ -729,7 +741,7 @@ impl Provider for E2bProvider {
             })?;
         let mut metadata = spec.metadata.clone();
         metadata.insert(META_MANAGED_BY.into(), MANAGED_BY.into());
-        metadata.insert(META_SANDBOX_ID.into(), spec.sandbox_id.clone());
+        metadata.insert(META_SANDBOX_ID.into(), spec.sandbox_id.to_string());
         metadata.insert(META_USER_ID.into(), spec.user_id.clone());
         let body = json!({
             "templateID": template,
@@ -739,7 +751,7 @@ impl Provider for E2bProvider {
             "network": { "allowPublicTraffic": false },
             "metadata": metadata,
             "envVars": {
-                "CONTROL_PLANE_SANDBOX_ID": spec.sandbox_id,
+                "CONTROL_PLANE_SANDBOX_ID": spec.sandbox_id.as_str(),
                 "CONTROL_PLANE_USER_ID": spec.user_id,
             },
         });
@@ -755,10 +767,11 @@ impl Provider for E2bProvider {
         match answer.status {
             StatusCode::CREATED | StatusCode::OK => {}
             StatusCode::NOT_FOUND => {
-                return Err(Error::BadRequest(format!(
+                return Err(ProviderError::refused(format!(
                     "E2B has no template {template:?} for this API key ({})",
                     self.api_message(&answer)
-                )));
+                ))
+                .into());
             }
             s => {
                 // A 5xx may come after the VM was made.
@@ -772,9 +785,7 @@ impl Provider for E2bProvider {
             Ok(c) => c,
             Err(e) => {
                 self.clean_up_create(&spec.sandbox_id).await;
-                return Err(Error::Upstream(format!(
-                    "E2B's answer to create is malformed: {e}"
-                )));
+                return Err(malformed("answer to create", e));
             }
         };
         let provider_id = created.sandbox_id.clone();
@@ -789,9 +800,10 @@ impl Provider for E2bProvider {
         }
     }
 
-    async fn resume(&self, record: &SandboxRecord) -> Result<Started> {
-        let path = Self::sandbox_path(&record.provider_id, "/connect")?;
-        let body = json!({ "timeout": self.timeout_for_e2b(record.timeout_secs) });
+    async fn resume(&self, sandbox: SandboxRef<'_>) -> Result<Running> {
+        let provider_id = created_id(sandbox)?;
+        let path = Self::sandbox_path(provider_id, "/connect");
+        let body = json!({ "timeout": self.timeout_for_e2b(sandbox.timeout_secs) });
         // Connect is idempotent: running stays running, paused is resumed once.
         let a = self
             .send(
@@ -806,25 +818,25 @@ impl Provider for E2bProvider {
         if !matches!(a.status, StatusCode::OK | StatusCode::CREATED) {
             return Err(self.api_error("connect", &a));
         }
-        let sandbox: ApiSandbox = serde_json::from_slice(&a.body)
-            .map_err(|e| Error::Upstream(format!("E2B's answer to connect is malformed: {e}")))?;
-        let old = Self::data(record);
+        let connected: ApiSandbox =
+            serde_json::from_slice(&a.body).map_err(|e| malformed("answer to connect", e))?;
+        let old = Self::data(sandbox);
         let data = Data {
-            domain: sandbox.domain.unwrap_or(old.domain),
-            envd_access_token: sandbox.envd_access_token.or(old.envd_access_token),
-            traffic_access_token: sandbox.traffic_access_token.or(old.traffic_access_token),
+            domain: connected.domain.unwrap_or(old.domain),
+            envd_access_token: connected.envd_access_token.or(old.envd_access_token),
+            traffic_access_token: connected.traffic_access_token.or(old.traffic_access_token),
         };
         // The file survives a pause; writing it again also repairs a token
         // file someone deleted meanwhile.
-        self.upload_token(&record.provider_id, &data, &record.token)
-            .await?;
-        let started = self.started(&record.provider_id, data);
-        self.wait_ready(&started).await?;
-        Ok(started)
+        self.upload_token(provider_id, &data, sandbox.token).await?;
+        let running = self.running(provider_id, data);
+        self.wait_ready(&running).await?;
+        Ok(running)
     }
 
-    async fn pause(&self, record: &SandboxRecord) -> Result<()> {
-        let path = Self::sandbox_path(&record.provider_id, "/pause")?;
+    async fn pause(&self, sandbox: SandboxRef<'_>) -> Result<()> {
+        let provider_id = created_id(sandbox)?;
+        let path = Self::sandbox_path(provider_id, "/pause");
         let a = self
             .send(
                 Method::POST,
@@ -839,7 +851,7 @@ impl Provider for E2bProvider {
             s if s.is_success() => Ok(()),
             // Not running: fine if that is because it is paused already
             // (E2B pauses sandboxes itself when their timeout passes).
-            StatusCode::CONFLICT => match self.detail(&record.provider_id).await? {
+            StatusCode::CONFLICT => match self.detail(provider_id).await? {
                 Some(d) if d.state == "paused" => Ok(()),
                 _ => Err(self.api_error("pause", &a)),
             },
@@ -847,66 +859,66 @@ impl Provider for E2bProvider {
         }
     }
 
-    async fn delete(&self, record: &SandboxRecord) -> Result<()> {
-        if record.provider_id.is_empty() {
-            // A create that never answered: find what it made by our metadata.
-            for s in self.find_by_our_id(&record.id).await? {
-                self.kill(&s.sandbox_id).await?;
+    async fn delete(&self, sandbox: SandboxRef<'_>) -> Result<()> {
+        match sandbox.provider_id {
+            Some(provider_id) => self.kill(provider_id).await,
+            None => {
+                // A create that never answered: find what it made by our metadata.
+                for s in self.find_by_our_id(sandbox.id).await? {
+                    self.kill(&s.sandbox_id).await?;
+                }
+                Ok(())
             }
-            return Ok(());
         }
-        self.kill(&record.provider_id).await
     }
 
-    async fn observe(&self, record: &SandboxRecord) -> Result<Observed> {
-        if record.provider_id.is_empty() || record.state == SandboxState::Creating {
+    async fn inspect(&self, sandbox: SandboxRef<'_>) -> Result<Inspection> {
+        let provider_id = match sandbox.provider_id {
+            Some(p) if sandbox.state != SandboxState::Creating => p,
             // Its create never finished: what it made (if anything) is not
             // known to work, so report it stopped for the caller to remove.
-            let found = if record.provider_id.is_empty() {
-                !self.find_by_our_id(&record.id).await?.is_empty()
-            } else {
-                self.detail(&record.provider_id).await?.is_some()
-            };
-            return Ok(if found {
-                Observed::Stopped
-            } else {
-                Observed::Gone
-            });
-        }
-        match self.detail(&record.provider_id).await? {
-            None => Ok(Observed::Gone),
-            Some(d) if d.state == "running" => Ok(Observed::Running(
-                self.started(&record.provider_id, Self::data(record)),
+            unfinished => {
+                let found = match unfinished {
+                    None => !self.find_by_our_id(sandbox.id).await?.is_empty(),
+                    Some(p) => self.detail(p).await?.is_some(),
+                };
+                return Ok(if found {
+                    Inspection::Stopped
+                } else {
+                    Inspection::Gone
+                });
+            }
+        };
+        match self.detail(provider_id).await? {
+            None => Ok(Inspection::Gone),
+            Some(d) if d.state == "running" => Ok(Inspection::Running(
+                self.running(provider_id, Self::data(sandbox)),
             )),
-            Some(_) => Ok(Observed::Stopped),
+            Some(_) => Ok(Inspection::Stopped),
         }
     }
 
-    fn port_url(&self, record: &SandboxRecord, port: u16) -> Result<String> {
-        if record.provider_id.is_empty() {
-            return Err(Error::Conflict(format!(
-                "sandbox {} is still being created",
-                record.id
-            )));
-        }
-        let domain = self.domain_of(&Self::data(record));
-        Ok(self.host_url(&record.provider_id, &domain, port))
+    fn port_url(&self, sandbox: SandboxRef<'_>, port: u16) -> Result<String> {
+        let provider_id = created_id(sandbox)?;
+        let domain = self.domain_of(&Self::data(sandbox));
+        Ok(self.host_url(provider_id, &domain, port))
     }
 
-    fn vscode_url(&self, record: &SandboxRecord) -> String {
+    fn vscode_url(&self, sandbox: SandboxRef<'_>) -> String {
         if self.code_server {
-            self.port_url(record, CODE_SERVER_PORT).unwrap_or_default()
+            self.port_url(sandbox, CODE_SERVER_PORT).unwrap_or_default()
         } else {
             String::new()
         }
     }
 
-    async fn set_timeout(&self, record: &SandboxRecord, timeout_secs: u64) -> Result<()> {
+    async fn set_timeout(&self, sandbox: SandboxRef<'_>, timeout_secs: u64) -> Result<()> {
         // E2B's timeout counts for running sandboxes; connect sets it anew.
-        if record.state != SandboxState::Running || record.provider_id.is_empty() {
+        let (SandboxState::Running, Some(provider_id)) = (sandbox.state, sandbox.provider_id)
+        else {
             return Ok(());
-        }
-        let path = Self::sandbox_path(&record.provider_id, "/timeout")?;
+        };
+        let path = Self::sandbox_path(provider_id, "/timeout");
         let body = json!({ "timeout": self.timeout_for_e2b(timeout_secs) });
         let a = self
             .send(
@@ -925,17 +937,17 @@ impl Provider for E2bProvider {
         }
     }
 
-    async fn survey(&self) -> Result<Option<HashMap<String, Seen>>> {
+    async fn list_managed(&self) -> Result<Option<HashMap<ProviderId, Listed>>> {
         let listed = self.list(&[(META_MANAGED_BY, MANAGED_BY)]).await?;
         Ok(Some(
             listed
                 .into_iter()
                 .map(|s| {
-                    let seen = Seen {
+                    let listed = Listed {
                         running: s.state == "running",
                         ends_at: s.end_at.as_deref().and_then(parse_rfc3339),
                     };
-                    (s.sandbox_id, seen)
+                    (s.sandbox_id, listed)
                 })
                 .collect(),
         ))
@@ -946,19 +958,21 @@ impl Provider for E2bProvider {
 /// upper half so that many clients do not retry in step.
 fn backoff(attempt: u32) -> Duration {
     let base = BACKOFF * 2u32.saturating_pow(attempt.saturating_sub(1).min(6));
-    let mut b = [0u8; 2];
-    let r = if getrandom::fill(&mut b).is_ok() {
-        u16::from_le_bytes(b) as f64 / u16::MAX as f64
-    } else {
-        0.5
-    };
-    base.mul_f64(0.5 + r / 2.0)
+    base.mul_f64(0.5 + crate::random::fraction() / 2.0)
 }
 
-fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    let _ = getrandom::fill(&mut buf);
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+/// The error for an answer of E2B that does not parse.
+fn malformed(what: &str, e: serde_json::Error) -> Error {
+    ProviderError::failed(format!("E2B's {what} is malformed: {e}")).into()
+}
+
+/// The provider id of a sandbox whose create answered.
+fn created_id(sandbox: SandboxRef<'_>) -> Result<&ProviderId> {
+    sandbox.provider_id.ok_or_else(|| Error::WrongState {
+        id: sandbox.id.clone(),
+        is: SandboxState::Creating,
+        wanted: SandboxState::Running,
+    })
 }
 
 /// Unix seconds of an RFC 3339 time such as `2025-03-01T12:00:00.123Z` or
@@ -1008,6 +1022,7 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ServeConfig;
     use clap::Parser;
 
     #[derive(Parser)]
@@ -1030,29 +1045,43 @@ mod tests {
         Serve::from_arg_matches(&matches).unwrap().config
     }
 
-    fn provider(args: &[&str]) -> Result<E2bProvider> {
+    fn provider(args: &[&str]) -> Result<E2bProvider, StartError> {
         let mut argv = vec!["--provider", "e2b"];
         argv.extend_from_slice(args);
-        E2bProvider::new(&parse(&argv))
+        let config = parse(&argv);
+        E2bProvider::new(&config.e2b, config.max_timeout_secs)
     }
 
-    fn record(provider_id: &str, data: Value) -> SandboxRecord {
-        SandboxRecord {
-            id: "sb-1".into(),
-            user_id: "u".into(),
-            provider: "e2b".into(),
-            provider_id: provider_id.into(),
-            template_id: None,
-            state: SandboxState::Running,
-            mcp_url: String::new(),
-            token: "t".into(),
-            mcp_headers: BTreeMap::new(),
-            provider_data: data,
-            metadata: BTreeMap::new(),
-            timeout_secs: 60,
-            created_at: 0,
-            expires_at: 60,
+    /// What a record gives the provider.
+    struct Record {
+        id: SandboxId,
+        provider_id: ProviderId,
+        data: Value,
+    }
+
+    impl Record {
+        fn sandbox(&self) -> SandboxRef<'_> {
+            SandboxRef {
+                id: &self.id,
+                provider_id: Some(&self.provider_id),
+                state: SandboxState::Running,
+                token: "t",
+                timeout_secs: 60,
+                provider_data: &self.data,
+            }
         }
+    }
+
+    fn record(provider_id: &str, data: Value) -> Record {
+        Record {
+            id: SandboxId::parse("sb-1").unwrap(),
+            provider_id: ProviderId::parse(provider_id).unwrap(),
+            data,
+        }
+    }
+
+    fn status(e: &Error) -> axum::http::StatusCode {
+        crate::api::error::status_and_code(e).0
     }
 
     #[test]
@@ -1067,18 +1096,21 @@ mod tests {
             envd_access_token: Some("envd".into()),
             traffic_access_token: Some("traffic".into()),
         };
-        let started = p.started("isb1", data);
-        assert_eq!(started.mcp_url, "https://6060-isb1.e2b.app/mcp");
-        assert_eq!(started.mcp_headers[TRAFFIC_HEADER], "traffic");
+        let started = p.running(&ProviderId::parse("isb1").unwrap(), data);
+        assert_eq!(started.endpoint.url, "https://6060-isb1.e2b.app/mcp");
+        assert_eq!(started.endpoint.headers[TRAFFIC_HEADER], "traffic");
         let r = record("isb1", started.provider_data.clone());
-        assert_eq!(p.port_url(&r, 3000).unwrap(), "https://3000-isb1.e2b.app");
+        assert_eq!(
+            p.port_url(r.sandbox(), 3000).unwrap(),
+            "https://3000-isb1.e2b.app"
+        );
         // No code-server unless configured.
-        assert_eq!(p.vscode_url(&r), "");
+        assert_eq!(p.vscode_url(r.sandbox()), "");
 
         // The domain E2B answers with wins over the configured one.
         let r = record("isb2", json!({ "domain": "eu.e2b.dev" }));
         assert_eq!(
-            p.port_url(&r, 6060).unwrap(),
+            p.port_url(r.sandbox(), 6060).unwrap(),
             "https://6060-isb2.eu.e2b.dev"
         );
 
@@ -1095,13 +1127,14 @@ mod tests {
             "https://api.e2b.dev/v2/sandboxes"
         );
         assert_eq!(
-            p.vscode_url(&record("x1", Value::Null)),
+            p.vscode_url(record("x1", Value::Null).sandbox()),
             "https://9000-x1.e2b.dev"
         );
 
         let p = provider(&["--e2b-api-key", "k", "--e2b-debug"]).unwrap();
         assert_eq!(
-            p.port_url(&record("x1", Value::Null), 8080).unwrap(),
+            p.port_url(record("x1", Value::Null).sandbox(), 8080)
+                .unwrap(),
             "http://localhost:8080"
         );
     }
@@ -1145,21 +1178,21 @@ mod tests {
             body: body.as_bytes().to_vec(),
         };
         let e = p.api_error("create", &answer(429, r#"{"code":429,"message":"limit"}"#));
-        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        assert_eq!(status(&e), axum::http::StatusCode::CONFLICT);
         assert!(e.to_string().contains("concurrent sandboxes"), "{e}");
         let e = p.api_error(
             "create",
             &answer(401, r#"{"code":401,"message":"bad key e2b_secret_value"}"#),
         );
-        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY);
+        assert_eq!(status(&e), axum::http::StatusCode::BAD_GATEWAY);
         assert!(e.to_string().contains("E2B_API_KEY"), "{e}");
         assert!(!e.to_string().contains("e2b_secret_value"), "{e}");
         let e = p.api_error("pause", &answer(404, r#"{"code":404,"message":"nope"}"#));
-        assert_eq!(e.status(), axum::http::StatusCode::GONE);
+        assert_eq!(status(&e), axum::http::StatusCode::GONE);
         let e = p.api_error("pause", &answer(409, r#"{"code":409,"message":"busy"}"#));
-        assert_eq!(e.status(), axum::http::StatusCode::CONFLICT);
+        assert_eq!(status(&e), axum::http::StatusCode::CONFLICT);
         let e = p.api_error("list", &answer(503, "upstream down"));
-        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY);
+        assert_eq!(status(&e), axum::http::StatusCode::BAD_GATEWAY);
         assert!(e.to_string().contains("upstream down"), "{e}");
     }
 
@@ -1197,10 +1230,10 @@ mod tests {
             "--e2b-debug",
         ])
         .unwrap();
-        let Err(e) = p.detail("isb1").await else {
+        let Err(e) = p.detail(&ProviderId::parse("isb1").unwrap()).await else {
             panic!("a redirect was taken for an answer");
         };
-        assert_eq!(e.status(), axum::http::StatusCode::BAD_GATEWAY, "{e}");
+        assert_eq!(status(&e), axum::http::StatusCode::BAD_GATEWAY, "{e}");
         assert!(e.to_string().contains("307"), "{e}");
         assert_eq!(
             reached.load(Ordering::SeqCst),

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::config::{ProviderKind, ServeConfig};
-use crate::error::{Error, Result};
-use crate::store::SandboxRecord;
+use crate::error::{Error, Result, StartError};
+use crate::ids::{ProviderId, SandboxId};
+use crate::model::SandboxState;
 
 pub mod e2b;
 pub mod local;
@@ -35,41 +36,76 @@ pub struct Capabilities {
 /// What the control plane asks a provider to create.
 #[derive(Debug, Clone)]
 pub struct CreateSpec {
-    pub sandbox_id: String,
+    /// The control plane's id of the new sandbox.
+    pub sandbox_id: SandboxId,
+    /// Its owner.
     pub user_id: String,
+    /// The template asked for; the provider's default when `None`.
     pub template_id: Option<String>,
+    /// Inactivity timeout in seconds, for providers that enforce one themselves.
     pub timeout_secs: u64,
+    /// The client's labels.
     pub metadata: BTreeMap<String, String>,
     /// Bearer token the sandbox's mcp-tools must require.
     pub token: String,
 }
 
-/// A running sandbox's whereabouts, as the provider reports them.
+/// The part of a sandbox's record a provider works with.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxRef<'a> {
+    /// The control plane's id.
+    pub id: &'a SandboxId,
+    /// The provider's id; `None` when the create never answered (the
+    /// control plane stopped in the middle), so the sandbox may or may not
+    /// exist and is found by `id` if at all.
+    pub provider_id: Option<&'a ProviderId>,
+    /// The state the control plane last recorded.
+    pub state: SandboxState,
+    /// Bearer token its mcp-tools requires.
+    pub token: &'a str,
+    /// Inactivity timeout in seconds.
+    pub timeout_secs: u64,
+    /// What the provider asked to keep with the record ([`Running::provider_data`]).
+    pub provider_data: &'a serde_json::Value,
+}
+
+/// Where a sandbox's MCP server answers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Endpoint {
+    /// Streamable-HTTP MCP endpoint, e.g. `http://127.0.0.1:41234/mcp`.
+    pub url: String,
+    /// Headers besides `Authorization: Bearer <token>` that every request to
+    /// `url` must carry (e.g. E2B's traffic token).
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A running sandbox, as its provider reports it after a create, a resume
+/// or an inspection.
 #[derive(Debug, Clone)]
-pub struct Started {
-    pub provider_id: String,
-    /// Streamable-HTTP MCP endpoint.
-    pub mcp_url: String,
-    /// Headers besides `Authorization: Bearer <token>` that `mcp_url` needs.
-    pub mcp_headers: BTreeMap<String, String>,
-    /// Provider-private facts kept with the record (e.g. a port).
+pub struct Running {
+    /// The provider's id of the sandbox.
+    pub provider_id: ProviderId,
+    /// Where its MCP server answers now.
+    pub endpoint: Endpoint,
+    /// Provider-private facts kept with the record (e.g. a port) and given
+    /// back in [`SandboxRef::provider_data`].
     pub provider_data: serde_json::Value,
 }
 
 /// What a provider finds when it looks at a sandbox it made earlier.
 #[derive(Debug, Clone)]
-pub enum Observed {
+pub enum Inspection {
     /// Up and answering; re-adopt it as it is now.
-    Running(Started),
+    Running(Running),
     /// Not running, but its files are kept: it can be resumed.
     Stopped,
     /// The provider has no trace of it any more.
     Gone,
 }
 
-/// One sandbox in a provider's own list (see [`Provider::survey`]).
+/// One sandbox in a provider's own list (see [`Provider::list_managed`]).
 #[derive(Debug, Clone)]
-pub struct Seen {
+pub struct Listed {
     /// Running, as opposed to paused.
     pub running: bool,
     /// Unix seconds at which the provider stops it by itself, if it does.
@@ -85,55 +121,56 @@ pub trait Provider: Send + Sync {
     /// Short name, stored with each record (`local`, `e2b`, ...).
     fn name(&self) -> &'static str;
 
+    /// What this provider can do.
     fn capabilities(&self) -> Capabilities;
 
     /// A line for the startup log about how sandboxes are isolated.
     fn describe(&self) -> String;
 
     /// Starts a new sandbox and waits until its MCP endpoint answers.
-    async fn create(&self, spec: &CreateSpec) -> Result<Started>;
+    async fn create(&self, spec: &CreateSpec) -> Result<Running>;
 
     /// Starts a paused sandbox again with its files as they were.
-    async fn resume(&self, record: &SandboxRecord) -> Result<Started> {
-        let _ = record;
+    async fn resume(&self, sandbox: SandboxRef<'_>) -> Result<Running> {
+        let _ = sandbox;
         Err(self.unsupported("resume"))
     }
 
     /// Stops a sandbox, keeping its files.
-    async fn pause(&self, record: &SandboxRecord) -> Result<()> {
-        let _ = record;
+    async fn pause(&self, sandbox: SandboxRef<'_>) -> Result<()> {
+        let _ = sandbox;
         Err(self.unsupported("pause"))
     }
 
     /// Removes a sandbox and its files. Succeeds if it is already gone.
-    async fn delete(&self, record: &SandboxRecord) -> Result<()>;
+    async fn delete(&self, sandbox: SandboxRef<'_>) -> Result<()>;
 
     /// Looks at a sandbox: used at startup to re-adopt survivors, and by status.
-    async fn observe(&self, record: &SandboxRecord) -> Result<Observed>;
+    async fn inspect(&self, sandbox: SandboxRef<'_>) -> Result<Inspection>;
 
     /// URL at which `port` inside the sandbox is reachable.
-    fn port_url(&self, record: &SandboxRecord, port: u16) -> Result<String> {
-        let _ = (record, port);
+    fn port_url(&self, sandbox: SandboxRef<'_>, port: u16) -> Result<String> {
+        let _ = (sandbox, port);
         Err(self.unsupported("expose-port"))
     }
 
     /// URL of the editor (code-server on [`VSCODE_PORT`]), or empty when the
     /// provider's sandboxes have none.
-    fn vscode_url(&self, record: &SandboxRecord) -> String {
-        self.port_url(record, VSCODE_PORT).unwrap_or_default()
+    fn vscode_url(&self, sandbox: SandboxRef<'_>) -> String {
+        self.port_url(sandbox, VSCODE_PORT).unwrap_or_default()
     }
 
     /// Every sandbox the provider holds for control planes, by provider id,
     /// in one look; `None` when it cannot list them. Reconciliation uses it
     /// to notice sandboxes the provider stopped or lost by itself.
-    async fn survey(&self) -> Result<Option<HashMap<String, Seen>>> {
+    async fn list_managed(&self) -> Result<Option<HashMap<ProviderId, Listed>>> {
         Ok(None)
     }
 
     /// Tells the provider the sandbox's new timeout, for providers that enforce
     /// one themselves. The control plane's reaper enforces it in any case.
-    async fn set_timeout(&self, record: &SandboxRecord, timeout_secs: u64) -> Result<()> {
-        let _ = (record, timeout_secs);
+    async fn set_timeout(&self, sandbox: SandboxRef<'_>, timeout_secs: u64) -> Result<()> {
+        let _ = (sandbox, timeout_secs);
         Ok(())
     }
 
@@ -147,9 +184,14 @@ pub trait Provider: Send + Sync {
 }
 
 /// Builds the provider that the configuration selects.
-pub async fn build(config: &ServeConfig) -> Result<Arc<dyn Provider>> {
+pub async fn build(config: &ServeConfig) -> Result<Arc<dyn Provider>, StartError> {
     match config.provider {
-        ProviderKind::Local => Ok(Arc::new(local::LocalProvider::new(config).await?)),
-        ProviderKind::E2b => Ok(Arc::new(e2b::E2bProvider::new(config)?)),
+        ProviderKind::Local => Ok(Arc::new(
+            local::LocalProvider::new(&config.local, &config.data_dir).await?,
+        )),
+        ProviderKind::E2b => Ok(Arc::new(e2b::E2bProvider::new(
+            &config.e2b,
+            config.max_timeout_secs,
+        )?)),
     }
 }
