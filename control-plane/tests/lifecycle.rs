@@ -316,12 +316,16 @@ async fn the_reaper_pauses_or_deletes_expired_sandboxes() {
     let (_, busy) = pausing
         .post(
             "/sandboxes/create",
-            json!({ "user_id": "u", "timeout_secs": 3 }),
+            json!({ "user_id": "u", "timeout_secs": 4 }),
         )
         .await;
     let busy = busy["sandbox_id"].as_str().unwrap().to_string();
-    for _ in 0..7 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+    // Twice the timeout, with activity every 400 ms: each call has over 3 s
+    // of slack before the sandbox could count as idle, however loaded the
+    // machine.
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(pausing.run(&busy, "echo alive").await["stdout"], "alive\n");
     }
     assert!(deleting.sandbox_processes().is_empty());
@@ -554,7 +558,11 @@ async fn a_sandbox_cannot_jam_the_control_plane_through_its_address_file() {
 /// with bubblewrap (its own pid namespace) and without (its session).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_delete_end_every_process_a_sandbox_started() {
-    for isolation in ["off", "auto"] {
+    for isolation in ["off", "on"] {
+        if isolation == "on" && !common::bwrap_works() {
+            common::skip("bubblewrap does not work here; checked only without isolation");
+            continue;
+        }
         let s = Server::start_with(Options {
             extra_args: vec!["--isolation".into(), isolation.into()],
             ..Options::default()

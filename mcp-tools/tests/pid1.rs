@@ -11,6 +11,10 @@ use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_reaped_when_the_server_is_pid_1() {
+    if !common::is_root() {
+        common::skip("needs root: a new PID namespace (unshare --pid) makes the server PID 1");
+        return;
+    }
     let tmp = tempfile::tempdir().unwrap();
     let workspace = tmp.path().join("ws");
     std::fs::create_dir(&workspace).unwrap();
@@ -35,36 +39,56 @@ async fn orphans_are_reaped_when_the_server_is_pid_1() {
     let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url);
     let client = rmcp::ServiceExt::serve((), transport).await.unwrap();
 
-    // Each command orphans a short-lived grandchild, which PID 1 inherits.
+    // Each command orphans a short-lived grandchild, which PID 1 inherits;
+    // the command prints the orphan's pid (in the namespace).
+    let mut orphans = Vec::new();
     for _ in 0..5 {
-        ok(&call(
+        let out = ok(&call(
             &client,
             "run_command",
-            json!({"command": "sh -c 'sleep 0.1 &'; true"}),
+            json!({"command": "sh -c 'sleep 0.1 & echo $!'"}),
         )
         .await);
+        let pid: u32 = out["stdout"].as_str().unwrap().trim().parse().unwrap();
+        orphans.push(pid);
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let out = ok(&call(
-        &client,
-        "run_command",
-        json!({"command": "ps -eo pid=,stat=,comm="}),
-    )
-    .await);
-    let table = out["stdout"].as_str().unwrap();
-    assert!(
-        table.lines().any(|l| l.trim_start().starts_with("1 ")),
-        "{table}"
-    );
-    let zombies: Vec<_> = table
-        .lines()
-        .filter(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .is_some_and(|s| s.starts_with('Z'))
+    let table = || async {
+        let out = ok(&call(
+            &client,
+            "run_command",
+            json!({"command": "ps -eo pid=,stat="}),
+        )
+        .await);
+        out["stdout"].as_str().unwrap().to_owned()
+    };
+    let state_of = |table: &str, pid: u32| {
+        table.lines().find_map(|l| {
+            let mut cols = l.split_whitespace();
+            (cols.next()? == pid.to_string()).then(|| cols.next().unwrap_or("").to_owned())
         })
-        .collect();
-    assert!(zombies.is_empty(), "zombies in the sandbox:\n{table}");
+    };
+    // Each orphan must go away entirely: one that exits and is not reaped
+    // stays a zombie for good.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let table = table().await;
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("1 ")),
+            "{table}"
+        );
+        let left: Vec<_> = orphans
+            .iter()
+            .filter_map(|&pid| Some((pid, state_of(&table, pid)?)))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "orphans (pid, state) {left:?} were not reaped:\n{table}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     drop(client);
     // SIGTERM the namespace's PID 1 (unshare's child): it forwards the

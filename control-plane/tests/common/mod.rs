@@ -301,3 +301,55 @@ pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> 
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Whether bwrap is installed and can do here what the local provider asks
+/// of it.
+pub fn bwrap_works() -> bool {
+    Command::new("bwrap")
+        .args([
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--unshare-pid",
+            "--cap-drop",
+            "ALL",
+            "--",
+            "true",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Records that the running test checks less than its name says, because
+/// `reason` (a tool missing on this machine). In CI (`CI=true`) that fails
+/// the test: CI installs every tool the tests need. Elsewhere the skip is
+/// printed and appended to the file `$TEST_SKIP_LOG`, which
+/// `scripts/test.sh` counts and prints before nextest's summary.
+pub fn skip(reason: &str) {
+    let test = format!(
+        "{}::{}",
+        env!("CARGO_CRATE_NAME"),
+        std::thread::current().name().unwrap_or("?")
+    );
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+        "{test} cannot run in CI: {reason}"
+    );
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os("TEST_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("TEST_SKIP_LOG is writable");
+    }
+}

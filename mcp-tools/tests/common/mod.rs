@@ -304,3 +304,37 @@ impl RawSession {
         .await;
     }
 }
+
+/// Whether the tests run as root (needed for `unshare --pid`).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Records that the running test checks less than its name says, because
+/// `reason` (a tool or privilege missing on this machine). In CI
+/// (`CI=true`) that fails the test: CI provides everything the tests need.
+/// Elsewhere the skip is printed and appended to the file `$TEST_SKIP_LOG`,
+/// which `scripts/test.sh` counts and prints before nextest's summary.
+pub fn skip(reason: &str) {
+    let test = format!(
+        "{}::{}",
+        env!("CARGO_CRATE_NAME"),
+        std::thread::current().name().unwrap_or("?")
+    );
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+        "{test} cannot run in CI: {reason}"
+    );
+    eprintln!("SKIPPED {test}: {reason}");
+    if let Some(log) = std::env::var_os("TEST_SKIP_LOG") {
+        use std::io::Write;
+        let line = format!("{test}: {reason}\n");
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .expect("TEST_SKIP_LOG is writable");
+    }
+}
