@@ -74,16 +74,40 @@ async fn sigkill_during_creates_loses_and_leaks_nothing() {
         let url = format!("{}/sandboxes/create", s.url);
         tasks.spawn(async move {
             // Some of these are cut off by the kill; that is the point.
-            let _ = http
-                .post(url)
+            http.post(url)
                 .json(&json!({ "user_id": format!("u{i}") }))
                 .send()
-                .await;
+                .await
+                .is_ok()
         });
     }
-    tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+    // Kill while a create is under way: its record exists, its answer not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, list) = s.get("/sandboxes").await;
+        let creating = list["sandboxes"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|sb| sb["status"] == "creating"));
+        if creating {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no create was ever seen under way: {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
     s.kill_and_restart();
-    while tasks.join_next().await.is_some() {}
+    let mut cut = 0;
+    while let Some(answered) = tasks.join_next().await {
+        if !answered.unwrap() {
+            cut += 1;
+        }
+    }
+    assert!(
+        cut > 0,
+        "no create was cut by the kill; the test proves nothing"
+    );
 
     let (status, list) = s.get("/sandboxes").await;
     assert_eq!(status, 200);
@@ -105,7 +129,10 @@ async fn sigkill_during_creates_loses_and_leaks_nothing() {
             other => panic!("sandbox {id} left in state {other}"),
         }
     }
-    eprintln!("{} of 10 creates survived the kill", list.len());
+    eprintln!(
+        "{cut} of 10 creates were cut; {} records survived",
+        list.len()
+    );
     // Exactly one server per known sandbox: nothing unknown survived.
     assert_eq!(s.sandbox_servers().len(), running, "{list:?}");
     for sb in &list {

@@ -229,40 +229,70 @@ async fn absolute_paths_inside_the_workspace_work() {
 
 /// A symlink swapped in for a folder after the path was checked must not
 /// let a write land outside: cap-std resolves the path again at write time.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_through_a_symlink_planted_during_the_call_are_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
     let server = Server::start();
     let client = server.client().await;
     let outside = tempfile::tempdir().unwrap();
     let dir = server.path("d");
     std::fs::create_dir(&dir).unwrap();
 
-    // Flip d between a folder and a symlink out while writes run.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Flip d between a folder and a symlink out for as long as the writes
+    // run, whatever the writes leave in it, and count the flips.
+    let stop = Arc::new(AtomicBool::new(false));
+    let flips = Arc::new(AtomicUsize::new(0));
     let flipper = {
-        let (dir, target, stop) = (dir.clone(), outside.path().to_path_buf(), stop.clone());
+        let (dir, target) = (dir.clone(), outside.path().to_path_buf());
+        let (stop, flips) = (stop.clone(), flips.clone());
         std::thread::spawn(move || {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let _ = std::fs::remove_dir(&dir);
-                let _ = std::os::unix::fs::symlink(&target, &dir);
+            while !stop.load(Ordering::Relaxed) {
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_symlink() => std::fs::remove_file(&dir).unwrap(),
+                    Ok(_) => std::fs::remove_dir_all(&dir).unwrap_or(()),
+                    Err(_) => {}
+                }
+                if std::os::unix::fs::symlink(&target, &dir).is_ok() {
+                    flips.fetch_add(1, Ordering::Relaxed);
+                }
                 std::thread::yield_now();
                 let _ = std::fs::remove_file(&dir);
                 let _ = std::fs::create_dir(&dir);
+                std::thread::yield_now();
             }
         })
     };
+    let (mut written, mut refused) = (0, 0);
     for i in 0..300 {
-        let _ = call(
+        let result = call(
             &client,
             "write_file",
             json!({"path": format!("d/f{i}.txt"), "content": "x"}),
         )
         .await;
+        if result.is_error == Some(true) {
+            if text(&result).contains("symlink") {
+                refused += 1;
+            }
+        } else {
+            written += 1;
+        }
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flips_during_writes = flips.load(Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     flipper.join().unwrap();
     let leaked: Vec<_> = std::fs::read_dir(outside.path()).unwrap().collect();
     assert!(leaked.is_empty(), "a write escaped: {leaked:?}");
+    // The race ran for the whole loop: many flips, and writes met both the
+    // folder and the symlink.
+    assert!(
+        flips_during_writes >= 300,
+        "only {flips_during_writes} flips during 300 writes"
+    );
+    assert!(refused > 0, "no write met the symlink ({written} written)");
+    assert!(written > 0, "no write met the folder ({refused} refused)");
 }
 
 #[tokio::test]
