@@ -1,8 +1,7 @@
 //! Bearer-token check for /mcp.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -15,27 +14,16 @@ use subtle::ConstantTimeEq;
 pub enum TokenSource {
     /// Given at start (flag or environment).
     Fixed(String),
-    /// Read from a file, and read again whenever the file changes.
-    File {
-        path: PathBuf,
-        cached: RwLock<Option<(FileStamp, String)>>,
-    },
-}
-
-/// What tells that a token file changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FileStamp {
-    modified: Option<SystemTime>,
-    len: u64,
-    inode: u64,
+    /// Read from this file on every request, so a rotation takes effect at
+    /// once. No cache: a stamp of size and modification time misses a
+    /// token of the same length written within one clock tick, and the
+    /// file is a few bytes.
+    File(PathBuf),
 }
 
 impl TokenSource {
     pub fn file(path: PathBuf) -> Self {
-        TokenSource::File {
-            path,
-            cached: RwLock::new(None),
-        }
+        TokenSource::File(path)
     }
 
     /// The token in force now; `None` when the token file is missing or
@@ -43,22 +31,9 @@ impl TokenSource {
     pub fn current(&self) -> Option<String> {
         match self {
             TokenSource::Fixed(token) => Some(token.clone()),
-            TokenSource::File { path, cached } => {
-                use std::os::unix::fs::MetadataExt;
-                let meta = std::fs::metadata(path).ok()?;
-                let stamp = FileStamp {
-                    modified: meta.modified().ok(),
-                    len: meta.len(),
-                    inode: meta.ino(),
-                };
-                if let Some((seen, token)) = &*cached.read().unwrap_or_else(|e| e.into_inner())
-                    && *seen == stamp
-                {
-                    return Some(token.clone()).filter(|t| !t.is_empty());
-                }
-                let token = std::fs::read_to_string(path).ok()?.trim().to_owned();
-                *cached.write().unwrap_or_else(|e| e.into_inner()) = Some((stamp, token.clone()));
-                Some(token).filter(|t| !t.is_empty())
+            TokenSource::File(path) => {
+                let token = std::fs::read_to_string(path).ok()?;
+                Some(token.trim().to_owned()).filter(|t| !t.is_empty())
             }
         }
     }

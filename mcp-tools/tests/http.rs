@@ -77,6 +77,25 @@ async fn token_file_is_reread_when_it_changes() {
     std::fs::write(&token_file, "second-token").unwrap();
     assert_eq!(status("first").await, 401);
     assert_eq!(status("second-token").await, 200);
+    // A token of the same length, written in place at once: same size,
+    // same inode, and possibly the same modification time.
+    std::fs::write(&token_file, "second-TOKEN").unwrap();
+    assert_eq!(status("second-token").await, 401);
+    assert_eq!(status("second-TOKEN").await, 200);
+    // Replaced by rename (a new inode), as a careful writer does.
+    std::fs::write(dir.path().join("next"), "third-token!").unwrap();
+    std::fs::rename(dir.path().join("next"), &token_file).unwrap();
+    assert_eq!(status("second-TOKEN").await, 401);
+    assert_eq!(status("third-token!").await, 200);
+    // Emptied: nothing gets in, not even with an empty token.
+    std::fs::write(&token_file, "").unwrap();
+    assert_eq!(status("third-token!").await, 401);
+    assert_eq!(status("").await, 401);
+    // Back, then deleted: nothing gets in.
+    std::fs::write(&token_file, "fourth").unwrap();
+    assert_eq!(status("fourth").await, 200);
+    std::fs::remove_file(&token_file).unwrap();
+    assert_eq!(status("fourth").await, 401);
 }
 
 #[tokio::test]
@@ -132,6 +151,70 @@ async fn sandbox_host_names_pass_with_a_token_and_not_without() {
         403,
         "DNS rebinding guard off without a token"
     );
+}
+
+/// --allowed-hosts adds names to the Host check: without a token they pass
+/// beside the loopback names; with a token they replace "any host".
+#[tokio::test]
+async fn allowed_hosts_are_the_only_foreign_host_names_accepted() {
+    let host = |server: &Server, host: &'static str, token: Option<&'static str>| {
+        let mut req = post(server, INITIALIZE).header("host", host);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    let open = Server::start_with(Options {
+        extra_args: vec!["--allowed-hosts".into(), "sandbox.test,other.test".into()],
+        ..Options::default()
+    });
+    assert_eq!(host(&open, "sandbox.test", None).await, 200);
+    assert_eq!(host(&open, "other.test:6060", None).await, 200);
+    assert_eq!(host(&open, "localhost", None).await, 200);
+    assert_eq!(host(&open, "attacker.test", None).await, 403);
+
+    let guarded = Server::start_with(Options {
+        token: Some("s3cret".into()),
+        extra_args: vec!["--allowed-hosts".into(), "sandbox.test".into()],
+        ..Options::default()
+    });
+    assert_eq!(host(&guarded, "sandbox.test", Some("s3cret")).await, 200);
+    assert_eq!(host(&guarded, "attacker.test", Some("s3cret")).await, 403);
+}
+
+/// A POST body over 4 MiB is refused with 413 and a JSON-RPC error before
+/// it is parsed; one just under the limit goes through, and the server
+/// keeps serving.
+#[tokio::test]
+async fn request_bodies_over_four_mib_are_refused_with_413() {
+    const LIMIT: usize = 4 * 1024 * 1024;
+    let server = Server::start();
+    let client = server.client().await;
+    let call_with = |content: String| {
+        json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "write_file",
+                "arguments": {"path": "big.txt", "content": content}}})
+        .to_string()
+    };
+    let overhead = call_with(String::new()).len();
+
+    let over = call_with("x".repeat(LIMIT + 1 - overhead));
+    assert_eq!(over.len(), LIMIT + 1);
+    let resp = post(&server, &over).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert!(!server.path("big.txt").exists());
+
+    // At the limit: through the client's own session, so it reaches the tool.
+    let content = "y".repeat(LIMIT - overhead - 200);
+    let out = ok(&call(
+        &client,
+        "write_file",
+        json!({"path": "big.txt", "content": content}),
+    )
+    .await);
+    assert_eq!(out["bytes_written"], content.len());
 }
 
 #[tokio::test]
