@@ -57,29 +57,48 @@ impl HeadTail {
     }
 
     /// The kept text, with a marker where the middle was cut. Invalid UTF-8
-    /// is shown lossily.
+    /// is shown lossily, one U+FFFD per invalid byte; a character split by
+    /// the cut is dropped whole, so the cut adds no U+FFFD.
     pub fn render(&self) -> String {
         let cut = self.cut();
-        let head = String::from_utf8_lossy(&self.head);
         let (a, b) = self.tail.as_slices();
-        let tail = String::from_utf8_lossy(&[a, b].concat()).into_owned();
         if cut == 0 {
-            return format!("{head}{tail}");
+            // Head and tail are one stream: a character may straddle them.
+            return String::from_utf8_lossy(&[&self.head, a, b].concat()).into_owned();
         }
-        // Cut at character boundaries so the marker does not split a
-        // multi-byte character into replacement glyphs.
-        let head = trim_partial_char_end(&head);
-        let tail = trim_partial_char_start(&tail);
-        format!("{head}\n[... {cut} bytes cut from the middle ...]\n{tail}")
+        let head = &self.head[..self.head.len() - unfinished_char_len(&self.head)];
+        let tail = [a, b].concat();
+        let tail = &tail[continuation_bytes_at_start(&tail)..];
+        format!(
+            "{}\n[... {cut} bytes cut from the middle ...]\n{}",
+            String::from_utf8_lossy(head),
+            String::from_utf8_lossy(tail)
+        )
     }
 }
 
-fn trim_partial_char_end(s: &str) -> &str {
-    s.strip_suffix('\u{FFFD}').unwrap_or(s)
+/// Length of the character that `bytes` ends inside of: a UTF-8 lead byte
+/// followed by fewer continuation bytes than it announces (0 when `bytes`
+/// ends on a boundary, or in bytes that are invalid anyway).
+pub fn unfinished_char_len(bytes: &[u8]) -> usize {
+    let Some(back) = bytes.iter().rev().take(4).position(|b| b & 0xC0 != 0x80) else {
+        return 0;
+    };
+    let start = bytes.len() - 1 - back;
+    match std::str::from_utf8(&bytes[start..]) {
+        Err(e) if e.error_len().is_none() => bytes.len() - start,
+        _ => 0,
+    }
 }
 
-fn trim_partial_char_start(s: &str) -> &str {
-    s.strip_prefix('\u{FFFD}').unwrap_or(s)
+/// Number of UTF-8 continuation bytes (at most 3) that `bytes` starts with:
+/// the rest of a character whose start was cut off.
+pub fn continuation_bytes_at_start(bytes: &[u8]) -> usize {
+    bytes
+        .iter()
+        .take(3)
+        .take_while(|b| *b & 0xC0 == 0x80)
+        .count()
 }
 
 /// How much of a file is sniffed to tell text from binary.
@@ -126,6 +145,36 @@ mod tests {
         ht.push(b"world");
         assert_eq!(ht.render(), "hello world");
         assert_eq!(ht.cut(), 0);
+    }
+
+    #[test]
+    fn head_tail_cuts_between_characters() {
+        // "€" is 3 bytes: with a 4-byte head, the second one is split.
+        let mut ht = HeadTail::new(8);
+        ht.push("€€€€€€€€".as_bytes());
+        let shown = ht.render();
+        assert!(!shown.contains('\u{FFFD}'), "{shown:?}");
+        assert!(
+            shown.starts_with("€\n") && shown.ends_with("\n€"),
+            "{shown:?}"
+        );
+        // Whole output split between head and tail is shown as one.
+        let mut ht = HeadTail::new(8);
+        ht.push("ab€€".as_bytes());
+        assert_eq!(ht.render(), "ab€€");
+    }
+
+    #[test]
+    fn unfinished_characters_are_found_at_either_end() {
+        assert_eq!(unfinished_char_len(b"ab"), 0);
+        assert_eq!(unfinished_char_len("a€".as_bytes()), 0);
+        assert_eq!(unfinished_char_len(&"a€".as_bytes()[..3]), 2);
+        assert_eq!(unfinished_char_len(&"😀".as_bytes()[..3]), 3);
+        assert_eq!(unfinished_char_len(b"a\xff"), 0);
+        assert_eq!(unfinished_char_len(b"\x80\x80\x80\x80"), 0);
+        assert_eq!(continuation_bytes_at_start(&"😀".as_bytes()[1..]), 3);
+        assert_eq!(continuation_bytes_at_start(b"\x80\x80\x80\x80"), 3);
+        assert_eq!(continuation_bytes_at_start("é".as_bytes()), 0);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::HeadTail;
+use crate::output::{HeadTail, continuation_bytes_at_start, unfinished_char_len};
 
 /// How long output is still collected after the shell exits, for processes
 /// it left behind that hold the pipes open.
@@ -345,25 +345,47 @@ impl Job {
         lock(&self.output).end()
     }
 
-    /// Output from offset `since`, at most `max` bytes, cut at a character
-    /// boundary.
+    /// Output from offset `since`, at most `max` bytes, cut at character
+    /// boundaries: it neither starts nor ends inside a multi-byte
+    /// character, except that a character longer than `max` is returned
+    /// whole, so that reading on always gets somewhere.
     pub fn read(&self, since: u64, max: usize) -> OutputChunk {
         let ring = lock(&self.output);
         let total = ring.end();
         let since = since.min(total);
-        let from = since.max(ring.start);
-        let mut bytes = ring.slice(from, max);
+        let mut from = since.max(ring.start);
+        // Up to 3 bytes more, to finish a character cut by `max`.
+        let mut bytes = ring.slice(from, max.saturating_add(3));
         drop(ring);
-        if from + (bytes.len() as u64) < total {
-            // Do not end inside a multi-byte character; the next read
-            // starts where this one stopped.
-            let valid = match std::str::from_utf8(&bytes) {
-                Ok(_) => bytes.len(),
-                Err(e) if e.error_len().is_none() => e.valid_up_to(),
-                Err(_) => bytes.len(),
-            };
-            bytes.truncate(valid);
+        if from > since {
+            // Memory dropped the output up to `from`, maybe mid-character:
+            // start at the next character.
+            let skip = continuation_bytes_at_start(&bytes);
+            bytes.drain(..skip);
+            from += skip as u64;
         }
+        let mut keep = bytes.len().min(max);
+        let unfinished = unfinished_char_len(&bytes[..keep]);
+        if unfinished < keep {
+            // Stop before a character that `max` or the output so far cuts:
+            // the next read starts with it. Output that is over keeps it,
+            // as it is.
+            if keep < bytes.len() || self.is_running() {
+                keep -= unfinished;
+            }
+        } else if unfinished > 0 {
+            // One character longer than `max`: return it whole.
+            let at_end = from + bytes.len() as u64 == total;
+            match (keep + 1..=bytes.len()).find(|&k| unfinished_char_len(&bytes[..k]) == 0) {
+                Some(whole) => keep = whole,
+                // Its end is not written yet.
+                None if at_end && self.is_running() => keep = 0,
+                // It never will be: show what there is.
+                None if at_end => keep = bytes.len(),
+                None => {}
+            }
+        }
+        bytes.truncate(keep);
         OutputChunk {
             text: String::from_utf8_lossy(&bytes).into_owned(),
             from,
@@ -537,7 +559,7 @@ impl Jobs {
         });
         let mut inner = lock(&self.inner);
         inner.jobs.insert(number, job.clone());
-        prune(&mut inner.jobs);
+        prune(&mut inner.jobs, Instant::now());
         Ok(job)
     }
 
@@ -579,15 +601,16 @@ impl Jobs {
     }
 }
 
-/// Drops the oldest finished jobs beyond the count and age limits.
-fn prune(jobs: &mut BTreeMap<u64, Arc<Job>>) {
+/// Drops the oldest finished jobs beyond the count and age limits (at
+/// `now`), deleting their logs.
+fn prune(jobs: &mut BTreeMap<u64, Arc<Job>>, now: Instant) {
     let finished: Vec<(u64, Instant)> = jobs
         .iter()
         .filter_map(|(n, j)| lock(&j.exit).map(|(_, at)| (*n, at)))
         .collect();
     let excess = finished.len().saturating_sub(KEEP_FINISHED);
     for (i, (n, at)) in finished.into_iter().enumerate() {
-        if (i < excess || at.elapsed() > KEEP_FINISHED_FOR)
+        if (i < excess || now.saturating_duration_since(at) > KEEP_FINISHED_FOR)
             && let Some(job) = jobs.remove(&n)
         {
             let _ = std::fs::remove_file(&job.log_path);
@@ -600,5 +623,55 @@ fn job_output(job: Arc<Job>) -> impl FnMut(&[u8]) {
     move |bytes| {
         lock(&job.output).push(bytes);
         job.changed.send_modify(|v| *v += 1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job that finished at `at`, with a log file in `dir`.
+    fn finished(n: u64, at: Instant, dir: &Path) -> Arc<Job> {
+        let log_path = dir.join(format!("p{n}.log"));
+        std::fs::write(&log_path, "output").unwrap();
+        Arc::new(Job {
+            id: format!("p{n}"),
+            pid: 0,
+            command: "true".into(),
+            started: SystemTime::now(),
+            log_path,
+            output: Mutex::new(Ring {
+                buf: VecDeque::new(),
+                start: 0,
+                log: None,
+                logged: 0,
+            }),
+            exit: Mutex::new(Some((
+                ExitInfo {
+                    exit_code: Some(0),
+                    signal: None,
+                },
+                at,
+            ))),
+            stdin: tokio::sync::Mutex::new(None),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    #[test]
+    fn finished_jobs_are_forgotten_an_hour_after_they_end_with_their_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let mut jobs = BTreeMap::new();
+        jobs.insert(1, finished(1, t0, dir.path()));
+        jobs.insert(2, finished(2, t0 + Duration::from_secs(1800), dir.path()));
+        let (old_log, new_log) = (jobs[&1].log_path.clone(), jobs[&2].log_path.clone());
+
+        prune(&mut jobs, t0 + KEEP_FINISHED_FOR);
+        assert_eq!(jobs.len(), 2, "pruned before the hour was over");
+        prune(&mut jobs, t0 + KEEP_FINISHED_FOR + Duration::from_secs(1));
+        assert_eq!(jobs.keys().copied().collect::<Vec<_>>(), [2]);
+        assert!(!old_log.exists(), "the pruned job's log was kept");
+        assert!(new_log.exists());
     }
 }
