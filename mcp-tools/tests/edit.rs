@@ -454,3 +454,74 @@ async fn concurrent_edits_of_one_file_all_land() {
     let expected: String = (0..24).map(|i| format!("edited{i}\n")).collect();
     assert_eq!(after, expected);
 }
+
+/// In a file that mixes LF and CRLF lines, old_string is found where it
+/// matches as written, and also where it matches with CRLF endings; each
+/// replacement keeps the endings of the lines it replaces.
+#[tokio::test]
+async fn edits_in_files_mixing_lf_and_crlf_find_both_kinds_of_line() {
+    let server = Server::start();
+    let client = server.client().await;
+    std::fs::write(server.path("m.txt"), "a\r\nb\r\nc\nd\n").unwrap();
+    ok(&call(
+        &client,
+        "edit_file",
+        json!({"path": "m.txt", "old_string": "c\nd", "new_string": "C\nD"}),
+    )
+    .await);
+    assert_eq!(
+        std::fs::read(server.path("m.txt")).unwrap(),
+        b"a\r\nb\r\nC\nD\n"
+    );
+    let out = ok(&call(
+        &client,
+        "edit_file",
+        json!({"path": "m.txt", "old_string": "a\nb", "new_string": "A\nB"}),
+    )
+    .await);
+    assert_eq!(out["first_line"], 1);
+    assert_eq!(
+        std::fs::read(server.path("m.txt")).unwrap(),
+        b"A\r\nB\r\nC\nD\n"
+    );
+}
+
+/// A non-ASCII old_string is matched exactly, in LF and CRLF files, with
+/// the right line and snippet.
+#[tokio::test]
+async fn non_ascii_old_strings_are_matched_and_replaced() {
+    let server = Server::start();
+    let client = server.client().await;
+    for eol in ["\n", "\r\n"] {
+        let original = [
+            "// 日本語のコメント",
+            "let naïve = \"café\";",
+            "emoji 😀 end",
+        ]
+        .join(eol)
+            + eol;
+        std::fs::write(server.path("u.rs"), &original).unwrap();
+        let out = ok(&call(
+            &client,
+            "edit_file",
+            json!({"path": "u.rs", "old_string": "naïve = \"café\";\nemoji 😀",
+                   "new_string": "naïf = \"thé\";\nemoji 🎉"}),
+        )
+        .await);
+        assert_eq!(out["first_line"], 2, "{eol:?}");
+        assert!(
+            out["snippet"]
+                .as_str()
+                .unwrap()
+                .contains("     3\temoji 🎉 end"),
+            "{eol:?}: {out}"
+        );
+        let expected =
+            ["// 日本語のコメント", "let naïf = \"thé\";", "emoji 🎉 end"].join(eol) + eol;
+        assert_eq!(
+            std::fs::read_to_string(server.path("u.rs")).unwrap(),
+            expected,
+            "{eol:?}"
+        );
+    }
+}

@@ -106,10 +106,13 @@ impl Tools {
                 ))
             })?;
 
-            // A model writes "\n"; in a CRLF file the same text has "\r\n".
-            let crlf = text.contains("\r\n");
+            // A model writes "\n"; in CRLF lines the same text has "\r\n".
+            // The text as written is tried first: a file may mix both.
+            let in_crlf = !text.contains(&args.old_string)
+                && text.contains("\r\n")
+                && !args.old_string.contains('\r');
             let convert = |s: &str| {
-                if crlf && !s.contains('\r') {
+                if in_crlf && !s.contains('\r') {
                     s.replace('\n', "\r\n")
                 } else {
                     s.to_owned()
