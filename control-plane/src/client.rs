@@ -1,24 +1,11 @@
 //! Typed client of the control plane's HTTP API: the Rust counterpart of the
 //! original Python `SandboxClient`, and what the CLI uses.
 //!
-//! ```no_run
-//! use control_plane::client::Client;
-//! use control_plane::model::CreateSandboxRequest;
+//! `examples/client.rs` walks through it (create, run a command, write and
+//! read a file, delete); the tests run it against a real control plane:
 //!
-//! # async fn demo() -> Result<(), control_plane::client::ClientError> {
-//! let client = Client::new("http://127.0.0.1:8080")?.with_api_key("my-key-of-16-chars-or-more");
-//! let sandbox = client
-//!     .create(&CreateSandboxRequest { user_id: Some("alice".into()), ..Default::default() })
-//!     .await?;
-//! println!("MCP endpoint: {}", sandbox.mcp_url);
-//!
-//! let run = client.run_command(&sandbox.sandbox_id, "echo hello", false).await?;
-//! assert_eq!(run.exit_code, Some(0));
-//!
-//! client.write_file(&sandbox.sandbox_id, "hello.txt", "hi").await?;
-//! assert_eq!(client.read_file(&sandbox.sandbox_id, "hello.txt").await?, "hi");
-//! client.delete(&sandbox.sandbox_id).await?;
-//! # Ok(()) }
+//! ```sh
+//! cargo run -p control-plane --example client   # with `control-plane serve` running
 //! ```
 
 use std::time::Duration;

@@ -72,6 +72,7 @@ pub struct ServeConfig {
     pub api_keys: Option<String>,
 
     /// File with API keys, one `KEY` or `KEY:USER` per line (# starts a comment).
+    /// Read at start: restart to apply a change. A missing file stops the start.
     #[arg(long, env = "CONTROL_PLANE_API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
 

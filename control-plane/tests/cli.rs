@@ -115,3 +115,56 @@ async fn cli_walk_through() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("404"));
 }
+
+/// `connect` resumes a paused sandbox, `timeout` sets when it expires (and
+/// the reaper then acts on it), `expose-port` prints a port's URL; bad
+/// input fails with exit code 1 and a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_connect_timeout_and_expose_port() {
+    let s = Server::start_with(Options {
+        extra_args: vec!["--reaper-interval-secs".into(), "1".into()],
+        ..Options::default()
+    });
+    let id = s.create("u").await;
+
+    let o = cli(&s, None, &["pause", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli(&s, None, &["connect", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(st["status"], "running", "{st}");
+    assert!(
+        stdout(&o).contains(st["mcp_url"].as_str().unwrap()),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(s.run(&id, "echo hi").await["stdout"], "hi\n");
+
+    let o = cli(&s, None, &["expose-port", &id, "8000"], None);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(stdout(&o).trim(), "http://127.0.0.1:8000");
+    // Refused by the service (exit 1) or, not being a port at all, by the
+    // command line (exit 2, a usage error).
+    for (bad, code) in [("0", 1), ("70000", 2), ("http", 2)] {
+        let o = cli(&s, None, &["expose-port", &id, bad], None);
+        assert_eq!(o.status.code(), Some(code), "port {bad}: {o:?}");
+        assert!(!o.stderr.is_empty(), "port {bad}: no message");
+    }
+
+    let o = cli(&s, None, &["timeout", &id, "600"], None);
+    assert!(o.status.success(), "{o:?}");
+    let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
+    assert_eq!(st["timeout_secs"], 600, "{st}");
+    let o = cli(&s, None, &["timeout", &id, "1"], None);
+    assert!(o.status.success(), "{o:?}");
+    assert!(
+        common::eventually(std::time::Duration::from_secs(20), async || {
+            s.get(&format!("/sandboxes/{id}/status")).await.1["status"] == "paused"
+        })
+        .await,
+        "the timeout set from the CLI did not expire the sandbox"
+    );
+    let o = cli(&s, None, &["connect", "sb-missing"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("404"), "{o:?}");
+}
