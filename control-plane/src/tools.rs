@@ -125,8 +125,8 @@ pub async fn write_file(
 /// tool.
 ///
 /// Errors: `Invalid` when the tool could not return the file as it is
-/// (not UTF-8, too large, lines too long): this endpoint answers with the
-/// file's content or not at all.
+/// (an image, not UTF-8, too large, lines too long): this endpoint answers
+/// with the file's content or not at all. A notebook is read as its JSON.
 pub async fn read_file(
     sandboxes: &Sandboxes,
     caller: &Caller,
@@ -135,11 +135,24 @@ pub async fn read_file(
 ) -> Result<String> {
     check_path(&req.path)?;
     let target = sandboxes.call_target(caller, id)?;
-    let args = json!({ "path": req.path });
+    // raw: a notebook's JSON, not its cells rendered for a model.
+    let args = json!({ "path": req.path, "raw": true });
     let out = sandboxes
         .pool()
         .call(&target, "read_file", args, FILE_CALL_TIMEOUT)
         .await?;
+    if let Some(image) = out.structured.get("image") {
+        let mime = image
+            .get("mime_type")
+            .and_then(Value::as_str)
+            .unwrap_or("image");
+        return Err(Error::Invalid(format!(
+            "{} is binary ({mime}), which read-file does not return as text; \
+             an MCP client sees it through the read_file tool, or read it with \
+             run-command (e.g. base64 {})",
+            req.path, req.path
+        )));
+    }
     // The tool shows what it cannot return as is (invalid bytes replaced,
     // long lines cut, a tail left out) and says so; this endpoint answers
     // with the file's content, so such a read is refused, not passed on.

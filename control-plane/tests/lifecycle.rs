@@ -666,4 +666,37 @@ async fn read_file_refuses_what_it_cannot_return_as_is() {
         s.run(&id, "od -An -c latin1.txt | tr -s ' '").await["stdout"],
         " c a f 351\n"
     );
+
+    // An image is binary: a clear 400, not a failure of the sandbox.
+    let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+    let r = s
+        .run(&id, &format!("echo {png} | base64 -d > dot.png"))
+        .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let (status, body) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "dot.png" }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("binary (image/png)"), "{body}");
+    // A notebook comes back as the file it is, not rendered for a model.
+    let notebook = r#"{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}"#;
+    let (status, body) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": id, "path": "nb.ipynb", "content": notebook }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "nb.ipynb" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"], notebook, "{body}");
 }

@@ -79,6 +79,16 @@ pub struct ServeConfig {
     #[arg(long, env = "MCP_MAX_READ_BYTES", default_value_t = 256 * 1024)]
     pub max_read_bytes: u64,
 
+    /// Largest image or notebook read_file reads, in bytes.
+    #[arg(long, env = "MCP_MAX_IMAGE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub max_image_bytes: u64,
+
+    /// Longest side, in pixels, of an image read_file returns; larger images
+    /// are scaled down to it (1568 is what Claude's vision guide recommends).
+    #[arg(long, env = "MCP_IMAGE_MAX_SIDE", default_value_t = 1568,
+          value_parser = clap::value_parser!(u32).range(16..=8192))]
+    pub image_max_side: u32,
+
     /// Write the address the server listens on (e.g. 127.0.0.1:41234) to
     /// this file once it accepts connections; for supervisors that start
     /// it with --port 0.

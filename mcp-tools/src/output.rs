@@ -221,3 +221,32 @@ mod time_tests {
         assert_eq!(super::rfc3339(leap), "2000-02-29T00:00:00Z");
     }
 }
+
+/// `text` without terminal escape sequences (CSI such as colours and
+/// cursor moves, OSC such as window titles, and two-byte escapes), and with
+/// the carriage returns a terminal puts before line feeds removed.
+pub fn strip_ansi(text: &str) -> String {
+    static ESCAPES: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[P^_][^\x1b]*\x1b\\|\x1b[ -/]*[0-~]|\r+(?:\n)",
+        )
+        .expect("a valid pattern")
+    });
+    ESCAPES
+        .replace_all(
+            text,
+            |c: &regex::Captures<'_>| {
+                if c[0].ends_with('\n') { "\n" } else { "" }
+            },
+        )
+        .into_owned()
+}
+
+#[cfg(test)]
+mod ansi_tests {
+    #[test]
+    fn strip_ansi_removes_escapes_and_keeps_text() {
+        let raw = "\x1b[1;32mok\x1b[0m done\r\n\x1b]0;title\x07>>> \x1b[?2004h1+1\r\n";
+        assert_eq!(super::strip_ansi(raw), "ok done\n>>> 1+1\n");
+    }
+}

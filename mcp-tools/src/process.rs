@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{HeadTail, continuation_bytes_at_start, unfinished_char_len};
+use crate::pty::{self, TermSize, Terminal};
 
 /// How long output is still collected after the shell exits, for processes
 /// it left behind that hold the pipes open.
@@ -52,6 +53,8 @@ pub struct CommandSpec {
     pub command: String,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Run on a pseudo-terminal of this size (background jobs only).
+    pub terminal: Option<TermSize>,
 }
 
 impl CommandSpec {
@@ -61,9 +64,14 @@ impl CommandSpec {
             .arg(&self.command)
             .current_dir(&self.cwd)
             // The server's own secret is not the commands' business.
-            .env_remove("MCP_AUTH_TOKEN")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .process_group(0);
+            .env_remove("MCP_AUTH_TOKEN");
+        if self.terminal.is_some() {
+            // Its own session instead (see `pty::make_controlling_terminal`).
+            cmd.env("TERM", "xterm-256color");
+        } else {
+            cmd.env("TERM", "dumb").process_group(0);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 }
@@ -311,6 +319,8 @@ pub struct Job {
     output: Mutex<Ring>,
     exit: Mutex<Option<(ExitInfo, Instant)>>,
     stdin: tokio::sync::Mutex<Option<ChildStdin>>,
+    /// The job's pseudo-terminal, when it runs on one.
+    pub terminal: Option<Arc<Terminal>>,
     /// Bumped on every chunk of output and on exit, to wake waiters.
     changed: watch::Sender<u64>,
 }
@@ -446,6 +456,23 @@ impl Job {
 
     /// Writes to the job's stdin; `close` closes it afterwards (EOF).
     pub async fn write_stdin(&self, data: &[u8], close: bool) -> Result<(), String> {
+        if let Some(terminal) = &self.terminal {
+            // A terminal has no end of input; Ctrl-D at a line's start is
+            // what a person types for it.
+            let mut bytes = data.to_vec();
+            if close {
+                bytes.push(0x04);
+            }
+            let _writing = self.stdin.lock().await;
+            return match tokio::time::timeout(STDIN_WRITE_TIMEOUT, terminal.write(&bytes)).await {
+                Ok(result) => result.map_err(|e| format!("writing to the terminal failed: {e}")),
+                Err(_) => Err(format!(
+                    "the process did not read its input within {} s (the terminal's buffer is \
+                     full); part of the data may have been written",
+                    STDIN_WRITE_TIMEOUT.as_secs()
+                )),
+            };
+        }
         let mut stdin = self.stdin.lock().await;
         let Some(pipe) = stdin.as_mut() else {
             return Err("stdin of this process is already closed".to_owned());
@@ -472,9 +499,40 @@ impl Job {
         written
     }
 
-    /// Sends `signal` to the job's process group.
+    /// Sends `signal` to the job's process group; for a job on a terminal,
+    /// to every process of its session (a shell there puts each of its
+    /// jobs in a group of its own).
     pub fn signal(&self, signal: i32) -> std::io::Result<()> {
-        kill_group(self.pid, signal)
+        if self.terminal.is_some() {
+            pty::kill_session(self.pid, signal)
+        } else {
+            kill_group(self.pid, signal)
+        }
+    }
+
+    /// Waits until the job's emulated screen matches `pattern`, the job
+    /// exits, or `cancel` fires. Returns the match's text, if any; `None`
+    /// at once for a job without a terminal.
+    pub async fn wait_until_screen(
+        &self,
+        pattern: &regex::bytes::Regex,
+        cancel: &CancellationToken,
+    ) -> Option<String> {
+        let terminal = self.terminal.as_ref()?;
+        let mut rx = self.changed.subscribe();
+        loop {
+            let shown = terminal.screen().rows.join("\n");
+            if let Some(m) = pattern.find(shown.as_bytes()) {
+                return Some(String::from_utf8_lossy(m.as_bytes()).into_owned());
+            }
+            if !self.is_running() {
+                return None;
+            }
+            tokio::select! {
+                changed = rx.changed() => if changed.is_err() { return None },
+                () = cancel.cancelled() => return None,
+            }
+        }
     }
 }
 
@@ -512,12 +570,27 @@ impl Jobs {
         let id = format!("p{number}");
         let log_path = self.log_dir.join(format!("{id}.log"));
         let log = std::fs::File::create(&log_path)?;
-        let mut child: Child = spec
-            .to_command()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut terminal = None;
+        let mut command = spec.to_command();
+        if let Some(size) = spec.terminal {
+            let (controller, tty) = pty::open(size)?;
+            command
+                .stdin(Stdio::from(tty.try_clone()?))
+                .stdout(Stdio::from(tty.try_clone()?))
+                .stderr(Stdio::from(tty));
+            // SAFETY: the hook makes only async-signal-safe system calls.
+            unsafe { command.pre_exec(pty::make_controlling_terminal) };
+            terminal = Some(Arc::new(Terminal::new(controller, size)?));
+        } else {
+            command
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+        }
+        let mut child: Child = command.spawn()?;
+        // Our copies of the terminal side go, so that reading the
+        // controller ends when the job's processes have all closed it.
+        drop(command);
         let pid = child.id().unwrap_or(0);
         let (changed, _) = watch::channel(0);
         let job = Arc::new(Job {
@@ -534,12 +607,27 @@ impl Jobs {
             }),
             exit: Mutex::new(None),
             stdin: tokio::sync::Mutex::new(child.stdin.take()),
+            terminal: terminal.clone(),
             changed,
         });
-        let readers = [
-            tokio::spawn(pump(child.stdout.take(), job_output(job.clone()))),
-            tokio::spawn(pump(child.stderr.take(), job_output(job.clone()))),
-        ];
+        let readers = match terminal {
+            Some(terminal) => {
+                let mut output = job_output(job.clone());
+                vec![tokio::spawn(async move {
+                    let screen = terminal.clone();
+                    terminal
+                        .read_all(move |bytes| {
+                            screen.feed(bytes);
+                            output(bytes);
+                        })
+                        .await;
+                })]
+            }
+            None => vec![
+                tokio::spawn(pump(child.stdout.take(), job_output(job.clone()))),
+                tokio::spawn(pump(child.stderr.take(), job_output(job.clone()))),
+            ],
+        };
         let watcher = job.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -654,6 +742,7 @@ mod tests {
                 at,
             ))),
             stdin: tokio::sync::Mutex::new(None),
+            terminal: None,
             changed: watch::channel(0).0,
         })
     }

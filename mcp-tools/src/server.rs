@@ -54,6 +54,10 @@ impl Server {
             workspace,
             jobs,
             max_read_bytes: config.max_read_bytes,
+            image_limits: crate::tools::ImageLimits {
+                max_bytes: config.max_image_bytes,
+                max_side: config.image_max_side,
+            },
             file_writes: std::sync::Mutex::new(()),
         });
 

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Tools, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::process::{CommandSpec, run_foreground};
+use crate::pty::TermSize;
 
 /// Default time a foreground command may run.
 const DEFAULT_TIMEOUT_MS: u64 = 120_000;
@@ -35,6 +36,14 @@ pub struct RunCommandArgs {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Run on a pseudo-terminal (needs background=true), for interactive
+    /// programs; drive it with process_input keys and process_screen.
+    #[serde(default)]
+    pub pty: bool,
+    /// Terminal width with pty (default 120).
+    pub cols: Option<u16>,
+    /// Terminal height with pty (default 40).
+    pub rows: Option<u16>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -73,7 +82,8 @@ impl Tools {
         description = "Run a shell command in the workspace (bash -c; stdin is empty). Returns exit \
             code, stdout, stderr; a non-zero exit is a normal result. Long output keeps its head and \
             tail. timeout_ms kills the whole process group. background=true returns at once with an \
-            id for long-running processes such as servers. Not confined to the workspace.",
+            id for long-running processes such as servers; with pty=true too it runs on a terminal \
+            (TERM=xterm-256color, cols x rows) for interactive programs. Not confined to the workspace.",
         output_schema = schema::<RunCommandOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true)
     )]
@@ -98,6 +108,27 @@ impl Tools {
                 )));
             }
         }
+        let terminal = if args.pty {
+            if !args.background {
+                return Err(ToolError::InvalidArgument(
+                    "pty=true needs background=true: a terminal is driven with process_input \
+                     and read with process_screen"
+                        .to_owned(),
+                ));
+            }
+            let size = TermSize::new(
+                args.cols.unwrap_or(crate::pty::DEFAULT_COLS),
+                args.rows.unwrap_or(crate::pty::DEFAULT_ROWS),
+            )
+            .map_err(ToolError::InvalidArgument)?;
+            Some(size)
+        } else if args.cols.is_some() || args.rows.is_some() {
+            return Err(ToolError::InvalidArgument(
+                "cols and rows size a terminal: set pty=true (and background=true) too".to_owned(),
+            ));
+        } else {
+            None
+        };
         let ws = &self.state.workspace;
         let cwd = match &args.cwd {
             Some(cwd) => ws.resolve(cwd)?,
@@ -111,6 +142,7 @@ impl Tools {
             command: args.command,
             cwd: cwd_host,
             env: args.env.into_iter().collect(),
+            terminal,
         };
         if args.background {
             return self.start_background(&spec);
@@ -196,13 +228,21 @@ impl Tools {
             pid: Some(job.pid),
             log_path: Some(job.log_path.display().to_string()),
         };
-        let text = format!(
-            "Started background process {} (pid {}). Output goes to {}; read it with \
-             process_output, wait for it with process_wait, stop it with process_kill.",
-            job.id,
-            job.pid,
-            job.log_path.display()
-        );
+        let text = match spec.terminal {
+            Some(size) => format!(
+                "Started background process {} (pid {}) on a {}x{} terminal. See its screen with \
+                 process_screen, type with process_input (data, keys), wait with process_wait \
+                 (screen=true matches the screen), stop it with process_kill.",
+                job.id, job.pid, size.cols, size.rows
+            ),
+            None => format!(
+                "Started background process {} (pid {}). Output goes to {}; read it with \
+                 process_output, wait for it with process_wait, stop it with process_kill.",
+                job.id,
+                job.pid,
+                job.log_path.display()
+            ),
+        };
         Ok(success(text, &out))
     }
 }

@@ -32,6 +32,9 @@ pub struct ReadFileArgs {
     /// Prefix each line with its number, like `cat -n`. Default: true when
     /// offset or limit is given, false for a whole-file read.
     pub line_numbers: Option<bool>,
+    /// Read a notebook (.ipynb) as its JSON text, e.g. to edit it with edit_file.
+    #[serde(default)]
+    pub raw: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -56,6 +59,34 @@ pub struct ReadFileOutput {
     pub lossy: bool,
     /// Lines longer than 2000 characters that were cut.
     pub cut_lines: usize,
+    /// Set for an image: it is returned as image content, `content` is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<super::media::ImageInfo>,
+    /// Set for a Jupyter notebook: `content` shows its cells, and the line
+    /// fields (start_line, end_line, total_lines) count cells.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notebook: Option<super::media::NotebookInfo>,
+}
+
+impl ReadFileOutput {
+    /// A result with no content yet, for a file of `size` bytes.
+    pub(crate) fn empty(path: String, size: u64, sha256: String) -> Self {
+        ReadFileOutput {
+            path,
+            content: String::new(),
+            start_line: 0,
+            end_line: 0,
+            total_lines: 0,
+            more: false,
+            size,
+            sha256,
+            crlf: false,
+            lossy: false,
+            cut_lines: 0,
+            image: None,
+            notebook: None,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -94,16 +125,25 @@ pub struct ListDirectoryOutput {
 #[tool_router(router = files_router, vis = "pub(crate)")]
 impl Tools {
     #[tool(
-        description = "Read a text file in the workspace. A whole read returns the content as is; \
-            with offset/limit it returns that line range, numbered. Results say the total \
-            line count and whether more remains. Refuses binary files and whole reads of large files.",
+        description = "Read a file in the workspace. Text: a whole read returns the content as is; \
+            with offset/limit it returns that line range, numbered; results say the total \
+            line count and whether more remains. PNG, JPEG, GIF and WebP come back as images \
+            (large ones scaled down); Jupyter notebooks (.ipynb) as their cells in order with \
+            outputs, offset/limit counting cells. SVG is text. Refuses other binary files and \
+            whole reads of large files.",
         output_schema = schema::<ReadFileOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn read_file(&self, Parameters(args): Parameters<ReadFileArgs>) -> ToolResult {
         let path = self.state.workspace.resolve(&args.path)?;
         let state = self.state.clone();
-        blocking(move || read_file(&state, &path, &args)).await
+        blocking(
+            move || match super::media::read_media(&state, &path, &args)? {
+                Some(result) => Ok(result),
+                None => read_file(&state, &path, &args),
+            },
+        )
+        .await
     }
 
     #[tool(
@@ -287,6 +327,8 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         crlf,
         lossy,
         cut_lines,
+        image: None,
+        notebook: None,
     };
     let mut text = out.content.clone();
     let mut notes = Vec::new();
@@ -402,7 +444,7 @@ pub(crate) fn write_atomic(
     Ok(existing.is_none())
 }
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(

@@ -33,6 +33,10 @@ pub struct ProcessOutputArgs {
     pub wait_ms: u64,
     /// Most bytes of output to return (default 30000).
     pub max_chars: Option<usize>,
+    /// Remove terminal escape sequences (colours, cursor moves) from the
+    /// output shown; offsets still count the raw bytes.
+    #[serde(default)]
+    pub strip_ansi: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -78,6 +82,11 @@ pub struct ProcessWaitArgs {
     pub since: u64,
     /// Give up after this many ms (default 30000, max 600000).
     pub timeout_ms: Option<u64>,
+    /// Match until_regex against the terminal screen as rendered now
+    /// (pty processes; rows joined by "\n", trailing spaces removed)
+    /// instead of the raw output.
+    #[serde(default)]
+    pub screen: bool,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -98,9 +107,14 @@ pub struct ProcessWaitOutput {
 pub struct ProcessInputArgs {
     /// Process id from run_command.
     pub id: String,
-    /// Text to write to its stdin (add "\n" to end a line).
+    /// Text to write to its stdin exactly as given (add "\n" to end a line).
     #[serde(default)]
     pub data: String,
+    /// Named keys sent after data, for pty processes: Enter, Tab, Escape,
+    /// Backspace, Up, Down, Left, Right, Home, End, PageUp, PageDown,
+    /// Delete, F1-F12, C-c (Ctrl+C), C-d, M-x (Alt+x)...
+    #[serde(default)]
+    pub keys: Vec<String>,
     /// Close stdin afterwards (end of input).
     #[serde(default)]
     pub close_stdin: bool,
@@ -154,7 +168,7 @@ fn describe(exit: Option<ExitInfo>) -> String {
 }
 
 impl Tools {
-    fn job(&self, id: &str) -> Result<Arc<Job>, ToolError> {
+    pub(super) fn job(&self, id: &str) -> Result<Arc<Job>, ToolError> {
         self.state.jobs.get(id).ok_or_else(|| {
             ToolError::InvalidArgument(format!(
                 "no process with id {id:?}; process_list shows the ones kept"
@@ -191,7 +205,10 @@ impl Tools {
                 () = context.ct.cancelled() => {}
             }
         }
-        let chunk = job.read(args.since, max);
+        let mut chunk = job.read(args.since, max);
+        if args.strip_ansi {
+            chunk.text = crate::output::strip_ansi(&chunk.text);
+        }
         let status = status(&job);
         let more = chunk.next < chunk.total;
         let mut text = chunk.text.clone();
@@ -258,13 +275,22 @@ impl Tools {
                     .map_err(|e| ToolError::InvalidArgument(format!("invalid until_regex: {e}")))
             })
             .transpose()?;
+        if args.screen && (job.terminal.is_none() || regex.is_none()) {
+            return Err(ToolError::InvalidArgument(
+                "screen=true matches until_regex against a terminal's screen: it needs \
+                 until_regex and a process started with pty=true"
+                    .to_owned(),
+            ));
+        }
         let started = Instant::now();
         let cancel = context.ct.clone();
-        let waited = tokio::time::timeout(
-            Duration::from_millis(timeout_ms),
-            job.wait_until(args.since, regex.as_ref(), &cancel),
-        )
-        .await;
+        let until = async {
+            match (&regex, args.screen) {
+                (Some(re), true) => job.wait_until_screen(re, &cancel).await,
+                _ => job.wait_until(args.since, regex.as_ref(), &cancel).await,
+            }
+        };
+        let waited = tokio::time::timeout(Duration::from_millis(timeout_ms), until).await;
         let (reason, matched) = match waited {
             Ok(Some(m)) => ("matched", Some(m)),
             Ok(None) if cancel.is_cancelled() => ("cancelled", None),
@@ -304,7 +330,9 @@ impl Tools {
     }
 
     #[tool(
-        description = "Write text to a background process's stdin; close_stdin=true sends end of input.",
+        description = "Write to a background process's input: data as text exactly as given, then \
+            named keys (pty processes: Enter, C-c, Up, Tab, Escape...). close_stdin=true sends \
+            end of input (Ctrl-D on a terminal).",
         output_schema = schema::<ProcessInputOutput>(),
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
     )]
@@ -320,12 +348,30 @@ impl Tools {
                 describe(job.exit())
             )));
         }
-        job.write_stdin(args.data.as_bytes(), args.close_stdin)
+        let mut bytes = args.data.clone().into_bytes();
+        if !args.keys.is_empty() && job.terminal.is_none() {
+            return Err(ToolError::InvalidArgument(format!(
+                "keys are for processes on a terminal (run_command pty=true); {} reads a pipe: \
+                 send text with data (\"\\n\" ends a line)",
+                job.id
+            )));
+        }
+        for key in &args.keys {
+            let Some(seq) = crate::pty::key_bytes(key) else {
+                return Err(ToolError::InvalidArgument(format!(
+                    "unknown key {key:?}: use Enter, Tab, Escape, Backspace, Delete, Up, Down, \
+                     Left, Right, Home, End, PageUp, PageDown, Insert, Space, F1-F12, \
+                     C-<key> (Ctrl) or M-<key> (Alt); send text with data"
+                )));
+            };
+            bytes.extend(seq);
+        }
+        job.write_stdin(&bytes, args.close_stdin)
             .await
             .map_err(ToolError::Failed)?;
         let out = ProcessInputOutput {
             id: job.id.clone(),
-            bytes_written: args.data.len(),
+            bytes_written: bytes.len(),
             stdin_closed: args.close_stdin,
         };
         let text = format!(

@@ -6,8 +6,11 @@ mod edit;
 mod files;
 mod grep;
 mod jobs;
+mod media;
+mod patch;
 mod paths;
 mod search;
+mod terminal;
 mod walk;
 
 use std::sync::Arc;
@@ -27,6 +30,8 @@ use crate::error::{ToolError, ToolResult};
 use crate::process::Jobs;
 use crate::workspace::Workspace;
 
+pub use media::ImageLimits;
+
 /// What every tool call shares: the workspace, the background jobs, limits.
 #[derive(Debug)]
 pub struct State {
@@ -34,6 +39,8 @@ pub struct State {
     pub jobs: Jobs,
     /// Largest file read_file returns whole.
     pub max_read_bytes: u64,
+    /// Limits on images read_file returns.
+    pub image_limits: ImageLimits,
     /// Held by edit_file from its read to its rename, and by write_file, so
     /// that two concurrent edits of one file cannot lose one of them.
     pub file_writes: std::sync::Mutex<()>,
@@ -61,11 +68,13 @@ impl Tools {
     pub fn new(state: Arc<State>) -> Self {
         let router = Self::files_router()
             + Self::edit_router()
+            + Self::patch_router()
             + Self::paths_router()
             + Self::search_router()
             + Self::grep_router()
             + Self::command_router()
-            + Self::jobs_router();
+            + Self::jobs_router()
+            + Self::terminal_router();
         let listed = router.list_all().into_iter().map(compact).collect();
         Tools {
             state,

@@ -1,0 +1,155 @@
+//! Tools for background processes on a terminal (run_command with
+//! pty=true): process_screen shows what a person would see, and
+//! process_resize changes the terminal's size.
+
+use std::sync::Arc;
+
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::{tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Tools, schema, success};
+use crate::error::{ToolError, ToolResult};
+use crate::process::Job;
+use crate::pty::{TermSize, Terminal};
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessScreenArgs {
+    /// Process id from run_command (started with pty=true).
+    pub id: String,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessScreenOutput {
+    pub id: String,
+    pub running: bool,
+    /// The screen's rows, top to bottom, trailing blanks removed.
+    pub rows: Vec<String>,
+    pub cols: u16,
+    /// Rows of the terminal (the length of `rows`).
+    pub height: u16,
+    /// Cursor position, 1-based.
+    pub cursor_row: u16,
+    pub cursor_col: u16,
+    pub cursor_visible: bool,
+    /// A full-screen program (an editor, a pager) is showing.
+    pub alternate_screen: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessResizeArgs {
+    /// Process id from run_command (started with pty=true).
+    pub id: String,
+    /// New width in columns (1-1000).
+    pub cols: u16,
+    /// New height in rows (1-500).
+    pub rows: u16,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessResizeOutput {
+    pub id: String,
+    pub cols: u16,
+    pub rows: u16,
+}
+
+impl Tools {
+    fn terminal(&self, id: &str) -> Result<(Arc<Job>, Arc<Terminal>), ToolError> {
+        let job = self.job(id)?;
+        let terminal = job.terminal.clone().ok_or_else(|| {
+            ToolError::InvalidArgument(format!(
+                "{} has no terminal (start it with run_command pty=true, background=true); \
+                 read its output with process_output",
+                job.id
+            ))
+        })?;
+        Ok((job, terminal))
+    }
+}
+
+#[tool_router(router = terminal_router, vis = "pub(crate)")]
+impl Tools {
+    #[tool(
+        description = "Show a pty process's terminal as a person would see it now (like tmux \
+            capture-pane): the rendered rows and the cursor position. Type into it with \
+            process_input; process_output has the raw byte stream.",
+        output_schema = schema::<ProcessScreenOutput>(),
+        annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_screen(
+        &self,
+        Parameters(args): Parameters<ProcessScreenArgs>,
+    ) -> ToolResult {
+        let (job, terminal) = self.terminal(&args.id)?;
+        let screen = terminal.screen();
+        let running = job.is_running();
+        let (row, col) = (screen.cursor.0 + 1, screen.cursor.1 + 1);
+        // The rows as shown, then one line about the terminal; blank rows
+        // at the bottom are left out of the text (not of `rows`).
+        let shown = screen
+            .rows
+            .iter()
+            .rposition(|r| !r.is_empty())
+            .map_or(0, |last| last + 1)
+            .max(usize::from(row));
+        let mut text = screen.rows[..shown.min(screen.rows.len())].join("\n");
+        text.push_str(&format!(
+            "\n[{} {}; {}x{} terminal; cursor at row {row}, column {col}{}{}]",
+            job.id,
+            if running { "running" } else { "exited" },
+            screen.size.cols,
+            screen.size.rows,
+            if screen.alternate {
+                "; full-screen program"
+            } else {
+                ""
+            },
+            if shown < screen.rows.len() {
+                format!("; rows {}-{} are blank", shown + 1, screen.rows.len())
+            } else {
+                String::new()
+            }
+        ));
+        let out = ProcessScreenOutput {
+            id: job.id.clone(),
+            running,
+            rows: screen.rows,
+            cols: screen.size.cols,
+            height: screen.size.rows,
+            cursor_row: row,
+            cursor_col: col,
+            cursor_visible: screen.cursor_visible,
+            alternate_screen: screen.alternate,
+        };
+        Ok(success(text, &out))
+    }
+
+    #[tool(
+        description = "Resize a pty process's terminal to cols x rows; the program gets SIGWINCH.",
+        output_schema = schema::<ProcessResizeOutput>(),
+        annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    pub async fn process_resize(
+        &self,
+        Parameters(args): Parameters<ProcessResizeArgs>,
+    ) -> ToolResult {
+        let (job, terminal) = self.terminal(&args.id)?;
+        let size = TermSize::new(args.cols, args.rows).map_err(ToolError::InvalidArgument)?;
+        terminal.resize(size).map_err(|e| {
+            ToolError::Failed(format!("resizing {}'s terminal failed: {e}", job.id))
+        })?;
+        let out = ProcessResizeOutput {
+            id: job.id.clone(),
+            cols: size.cols,
+            rows: size.rows,
+        };
+        Ok(success(
+            format!(
+                "Resized {}'s terminal to {}x{}",
+                job.id, size.cols, size.rows
+            ),
+            &out,
+        ))
+    }
+}
