@@ -65,6 +65,23 @@ async fn an_image_comes_back_as_image_content_of_the_declared_size() {
     let got = images(&result);
     assert_eq!(got[0].0, "image/jpeg");
     assert_eq!((got[0].1.width(), got[0].1.height()), (30, 20));
+
+    // GIF and WebP too, told by their bytes, not their names.
+    let small = image::RgbaImage::from_pixel(12, 7, image::Rgba([0, 90, 0, 255]));
+    small
+        .save_with_format(server.path("anim.dat"), image::ImageFormat::Gif)
+        .unwrap();
+    small
+        .save_with_format(server.path("pic.webp"), image::ImageFormat::WebP)
+        .unwrap();
+    for (path, mime) in [("anim.dat", "image/gif"), ("pic.webp", "image/webp")] {
+        let result = call(&client, "read_file", json!({"path": path})).await;
+        let out = ok(&result);
+        let got = images(&result);
+        assert_eq!(got[0].0, mime, "{path}");
+        assert_eq!((got[0].1.width(), got[0].1.height()), (12, 7), "{path}");
+        assert_eq!(out["image"]["mime_type"], mime);
+    }
 }
 
 #[tokio::test]

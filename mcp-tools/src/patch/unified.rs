@@ -69,7 +69,8 @@ pub fn parse(text: &str) -> Result<Patch, ParseError> {
                     "a hunk (@@) before any file header (--- a/file and +++ b/file)",
                 ));
             };
-            let (hunk, next) = parse_hunk(&lines, at)?;
+            let (mut hunk, next) = parse_hunk(&lines, at)?;
+            hunk.header = format!("hunk {} ({})", section.hunks.len() + 1, hunk.header);
             section.hunks.push(hunk);
             at = next;
             continue;

@@ -36,8 +36,7 @@ pub struct RunCommandArgs {
     /// Extra environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Run on a pseudo-terminal (needs background=true), for interactive
-    /// programs; drive it with process_input keys and process_screen.
+    /// Run on a terminal (with background=true) for interactive programs.
     #[serde(default)]
     pub pty: bool,
     /// Terminal width with pty (default 120).

@@ -32,7 +32,7 @@ pub struct ReadFileArgs {
     /// Prefix each line with its number, like `cat -n`. Default: true when
     /// offset or limit is given, false for a whole-file read.
     pub line_numbers: Option<bool>,
-    /// Read a notebook (.ipynb) as its JSON text, e.g. to edit it with edit_file.
+    /// Read a notebook as its JSON (e.g. for edit_file).
     #[serde(default)]
     pub raw: bool,
 }
@@ -59,11 +59,10 @@ pub struct ReadFileOutput {
     pub lossy: bool,
     /// Lines longer than 2000 characters that were cut.
     pub cut_lines: usize,
-    /// Set for an image: it is returned as image content, `content` is empty.
+    /// For an image (returned as image content; `content` is empty).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<super::media::ImageInfo>,
-    /// Set for a Jupyter notebook: `content` shows its cells, and the line
-    /// fields (start_line, end_line, total_lines) count cells.
+    /// For a notebook, whose line fields count cells.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notebook: Option<super::media::NotebookInfo>,
 }

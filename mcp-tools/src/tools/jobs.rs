@@ -110,9 +110,8 @@ pub struct ProcessInputArgs {
     /// Text to write to its stdin exactly as given (add "\n" to end a line).
     #[serde(default)]
     pub data: String,
-    /// Named keys sent after data, for pty processes: Enter, Tab, Escape,
-    /// Backspace, Up, Down, Left, Right, Home, End, PageUp, PageDown,
-    /// Delete, F1-F12, C-c (Ctrl+C), C-d, M-x (Alt+x)...
+    /// Keys sent after data (pty only): Enter, Tab, Escape, Backspace, Up,
+    /// Down, Left, Right, Home, End, PageUp, PageDown, F1, C-c, M-x...
     #[serde(default)]
     pub keys: Vec<String>,
     /// Close stdin afterwards (end of input).
@@ -375,9 +374,14 @@ impl Tools {
             stdin_closed: args.close_stdin,
         };
         let text = format!(
-            "Wrote {} bytes to {}'s stdin{}",
+            "Wrote {} bytes to {}'s {}{}",
             out.bytes_written,
             job.id,
+            if job.terminal.is_some() {
+                "terminal"
+            } else {
+                "stdin"
+            },
             if args.close_stdin {
                 " and closed it"
             } else {

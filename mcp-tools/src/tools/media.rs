@@ -39,30 +39,25 @@ pub struct ImageLimits {
     pub max_side: u32,
 }
 
-/// What read_file returned for an image.
+/// The image returned: its type, size in pixels and bytes.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct ImageInfo {
-    /// MIME type of the image content returned.
     pub mime_type: String,
-    /// Size of the image returned, in pixels.
     pub width: u32,
     pub height: u32,
-    /// Bytes of the image returned (before base64).
     pub bytes: usize,
-    /// The image was scaled down from `original_width` x `original_height`.
+    /// Scaled down from the original size.
     pub scaled: bool,
     pub original_width: u32,
     pub original_height: u32,
 }
 
-/// What read_file returned for a notebook.
+/// A notebook's cell count, and its output images returned and left out
+/// (over the cap).
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct NotebookInfo {
-    /// Cells in the notebook.
     pub cells: usize,
-    /// Output images returned as image content.
     pub images: usize,
-    /// Output images left out (over the count or size cap).
     pub images_left_out: usize,
 }
 

@@ -35,12 +35,11 @@ const MAX_FILES: usize = 1000;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ApplyPatchArgs {
-    /// The patch: V4A (`*** Begin Patch` … `*** End Patch`) or a unified
-    /// diff (`git diff`, `diff -u`). Paths are relative to the workspace root.
+    /// V4A or unified diff; paths relative to the workspace root.
     pub patch: String,
 }
 
-/// What a patch did to one file.
+/// What a patch did to a file.
 #[derive(Debug, Clone, Copy, Serialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum PatchAction {
@@ -52,37 +51,32 @@ pub enum PatchAction {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct PatchedFile {
-    /// The file's path after the patch.
+    /// Path after the patch.
     pub path: String,
     pub action: PatchAction,
-    /// The path it was moved from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub moved_from: Option<String>,
     /// Lines added and removed.
     pub added: usize,
     pub removed: usize,
-    /// SHA-256 of the new content (for edit_file's expected_sha256); absent
-    /// for a deleted file.
+    /// SHA-256 of the new content (none when deleted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ApplyPatchOutput {
-    /// Per file operation, in the patch's order.
+    /// In the patch's order.
     pub files: Vec<PatchedFile>,
 }
 
 #[tool_router(router = patch_router, vis = "pub(crate)")]
 impl Tools {
     #[tool(
-        description = "Apply a multi-file patch atomically: every file changes or none does. \
-            Formats: V4A (*** Begin Patch / *** Add File: p / *** Update File: p [*** Move to: q] \
-            with @@ hunks of ' ' context, '-' and '+' lines / *** Delete File: p / *** End Patch) \
-            and unified diffs (git diff, diff -u: renames, modes, new and deleted files). Context \
-            tolerates whitespace and typographic punctuation; keeps line endings and modes. A \
-            failed hunk names its file and the nearest near-match. Returns +/- counts and each \
-            file's new sha256.",
+        description = "Apply a multi-file patch atomically (all files change or none): V4A \
+            (*** Begin Patch, *** Add/Update/Delete File: p, *** Move to: q, @@ hunks of ' ', -, + \
+            lines, *** End Patch) or a unified diff (git diff, diff -u). A failed hunk names its \
+            file and nearest near-match. Returns +/- counts and new sha256s.",
         output_schema = schema::<ApplyPatchOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]

@@ -16,7 +16,7 @@ use crate::pty::{TermSize, Terminal};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ProcessScreenArgs {
-    /// Process id from run_command (started with pty=true).
+    /// Id of a pty process.
     pub id: String,
 }
 
@@ -24,22 +24,21 @@ pub struct ProcessScreenArgs {
 pub struct ProcessScreenOutput {
     pub id: String,
     pub running: bool,
-    /// The screen's rows, top to bottom, trailing blanks removed.
+    /// Top to bottom, trailing blanks removed.
     pub rows: Vec<String>,
-    pub cols: u16,
-    /// Rows of the terminal (the length of `rows`).
-    pub height: u16,
-    /// Cursor position, 1-based.
-    pub cursor_row: u16,
-    pub cursor_col: u16,
+    pub cols: u32,
+    pub height: u32,
+    /// 1-based.
+    pub cursor_row: u32,
+    pub cursor_col: u32,
     pub cursor_visible: bool,
-    /// A full-screen program (an editor, a pager) is showing.
+    /// A full-screen program (editor, pager) is showing.
     pub alternate_screen: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ProcessResizeArgs {
-    /// Process id from run_command (started with pty=true).
+    /// Id of a pty process.
     pub id: String,
     /// New width in columns (1-1000).
     pub cols: u16,
@@ -50,8 +49,8 @@ pub struct ProcessResizeArgs {
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct ProcessResizeOutput {
     pub id: String,
-    pub cols: u16,
-    pub rows: u16,
+    pub cols: u32,
+    pub rows: u32,
 }
 
 impl Tools {
@@ -71,9 +70,8 @@ impl Tools {
 #[tool_router(router = terminal_router, vis = "pub(crate)")]
 impl Tools {
     #[tool(
-        description = "Show a pty process's terminal as a person would see it now (like tmux \
-            capture-pane): the rendered rows and the cursor position. Type into it with \
-            process_input; process_output has the raw byte stream.",
+        description = "A pty process's screen as a person sees it now (like tmux capture-pane): \
+            rendered rows and cursor.",
         output_schema = schema::<ProcessScreenOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -84,7 +82,10 @@ impl Tools {
         let (job, terminal) = self.terminal(&args.id)?;
         let screen = terminal.screen();
         let running = job.is_running();
-        let (row, col) = (screen.cursor.0 + 1, screen.cursor.1 + 1);
+        let (row, col) = (
+            u32::from(screen.cursor.0) + 1,
+            u32::from(screen.cursor.1) + 1,
+        );
         // The rows as shown, then one line about the terminal; blank rows
         // at the bottom are left out of the text (not of `rows`).
         let shown = screen
@@ -92,7 +93,7 @@ impl Tools {
             .iter()
             .rposition(|r| !r.is_empty())
             .map_or(0, |last| last + 1)
-            .max(usize::from(row));
+            .max(row as usize);
         let mut text = screen.rows[..shown.min(screen.rows.len())].join("\n");
         text.push_str(&format!(
             "\n[{} {}; {}x{} terminal; cursor at row {row}, column {col}{}{}]",
@@ -115,8 +116,8 @@ impl Tools {
             id: job.id.clone(),
             running,
             rows: screen.rows,
-            cols: screen.size.cols,
-            height: screen.size.rows,
+            cols: screen.size.cols.into(),
+            height: screen.size.rows.into(),
             cursor_row: row,
             cursor_col: col,
             cursor_visible: screen.cursor_visible,
@@ -141,8 +142,8 @@ impl Tools {
         })?;
         let out = ProcessResizeOutput {
             id: job.id.clone(),
-            cols: size.cols,
-            rows: size.rows,
+            cols: size.cols.into(),
+            rows: size.rows.into(),
         };
         Ok(success(
             format!(
