@@ -10,8 +10,8 @@
 //! `CONTROL_PLANE_API_KEY` (when the control plane has keys). The tests run
 //! it against a real control plane (tests/client_example.rs).
 
-use control_plane::client::{Client, ClientError};
-use control_plane::model::CreateSandboxRequest;
+use control_plane_client::client::{Client, ClientError};
+use control_plane_client::model::CreateSandboxRequest;
 
 /// The walk-through itself, against the control plane at `url`.
 pub async fn walk_through(url: &str, api_key: Option<String>) -> Result<(), ClientError> {

@@ -9,12 +9,10 @@
 
 pub mod api;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod error;
 pub mod ids;
 pub mod mcp;
-pub mod model;
 pub mod provider;
 mod random;
 pub mod sandboxes;
@@ -22,4 +20,5 @@ pub mod serve;
 pub mod store;
 pub mod tools;
 
+pub use control_plane_client::{client, model};
 pub use serve::serve;

@@ -5,10 +5,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 /// Lifecycle state of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum SandboxState {
     /// The provider is still starting it.
@@ -51,7 +51,8 @@ impl std::fmt::Display for SandboxState {
 }
 
 /// `POST /sandboxes/create`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateSandboxRequest {
     /// Owner of the sandbox. May be left out when the API key is bound to a user.
     #[serde(default)]
@@ -68,7 +69,8 @@ pub struct CreateSandboxRequest {
 }
 
 /// What a client needs to know about one sandbox.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxInfo {
     /// The control plane's id, e.g. `sb-0123456789abcdef`.
     pub sandbox_id: String,
@@ -97,14 +99,16 @@ pub struct SandboxInfo {
 }
 
 /// A request naming one sandbox (`connect`).
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SandboxIdRequest {
     /// The sandbox.
     pub sandbox_id: String,
 }
 
 /// Answer of `connect`, `pause` and `resume`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LifecycleResponse {
     /// Always true (failures are error answers).
     pub success: bool,
@@ -114,7 +118,8 @@ pub struct LifecycleResponse {
 }
 
 /// `POST /sandboxes/run-command`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCommandRequest {
     /// The sandbox to run it in.
     pub sandbox_id: String,
@@ -135,7 +140,8 @@ pub struct RunCommandRequest {
 }
 
 /// Answer of `run-command`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunCommandResponse {
     /// stdout followed by stderr (what the original server returned).
     pub output: String,
@@ -160,7 +166,8 @@ pub struct RunCommandResponse {
 }
 
 /// `POST /sandboxes/expose-port`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExposePortRequest {
     /// The sandbox.
     pub sandbox_id: String,
@@ -169,14 +176,16 @@ pub struct ExposePortRequest {
 }
 
 /// Answer of `expose-port`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ExposePortResponse {
     /// Where the port is reachable, e.g. `http://127.0.0.1:3000`.
     pub url: String,
 }
 
 /// `POST /sandboxes/write-file` and `POST /sandboxes/read-file`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileOperationRequest {
     /// The sandbox.
     pub sandbox_id: String,
@@ -188,7 +197,8 @@ pub struct FileOperationRequest {
 }
 
 /// Answer of `write-file` and `read-file`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FileOperationResponse {
     /// The file's text (read-file); absent for write-file.
     pub content: Option<String>,
@@ -197,14 +207,16 @@ pub struct FileOperationResponse {
 }
 
 /// `POST /sandboxes/{id}/timeout`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetTimeoutRequest {
     /// New inactivity timeout in seconds, counted from now.
     pub timeout_secs: u64,
 }
 
 /// Answer of `GET /sandboxes`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListResponse {
     pub sandboxes: Vec<SandboxInfo>,
     /// Pass as `cursor` to get the next page; absent on the last page.
@@ -212,14 +224,16 @@ pub struct ListResponse {
 }
 
 /// Answer of `DELETE /sandboxes/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeleteResponse {
     /// Always true (failures are error answers).
     pub success: bool,
 }
 
 /// Answer of `GET /health`.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HealthResponse {
     /// `ok`.
     pub status: String,
@@ -232,14 +246,16 @@ pub struct HealthResponse {
 }
 
 /// Body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorResponse {
     /// What went wrong.
     pub error: ErrorBody,
 }
 
 /// `error` in [`ErrorResponse`].
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// Stable code: bad_request, unauthorized, forbidden, not_found, conflict,
     /// gone, unsupported, tool_error, upstream_error, timeout, internal.
