@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p mcp-tools -p control-plane
-exec target/release/control-plane serve "$@"
+# Where cargo put them (CARGO_TARGET_DIR or cargo's configuration may move them).
+bin="$(scripts/bin-dir.sh)"
+echo "binaries in $bin (export PATH=\"$bin:\$PATH\" to use the CLI)" >&2
+exec "$bin/control-plane" serve "$@"

@@ -221,10 +221,13 @@ fn tool_output(result: CallToolResult) -> Result<ToolOutput> {
         .collect::<Vec<_>>()
         .join("\n");
     if result.is_error == Some(true) {
-        return Err(Error::Tool(if text.is_empty() {
+        // mcp-tools words its failures for a model ("Error: ..."); the API
+        // answer already says it is an error.
+        let message = text.strip_prefix("Error: ").unwrap_or(&text).trim();
+        return Err(Error::Tool(if message.is_empty() {
             "the tool failed without a message".into()
         } else {
-            text
+            message.to_string()
         }));
     }
     Ok(ToolOutput {

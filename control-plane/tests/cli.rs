@@ -168,3 +168,46 @@ async fn cli_connect_timeout_and_expose_port() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("404"), "{o:?}");
 }
+
+/// What a newcomer gets wrong first: a flag exec does not have, data piped
+/// to exec, create without --user, the config of a paused sandbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_answers_a_newcomer_in_its_own_terms() {
+    let s = Server::start();
+    let stderr = |o: &Output| String::from_utf8_lossy(&o.stderr).to_string();
+
+    // The API's field name is not what the CLI user typed.
+    let o = cli(&s, None, &["create"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--user is required"), "{}", stderr(&o));
+    let o = cli(&s, None, &["create", "--user", "me"], None);
+    let id = stdout(&o).trim().to_string();
+
+    // An unknown flag before `--` is an error, not part of the command.
+    let o = cli(&s, None, &["exec", &id, "--timeout", "5", "--", "ls"], None);
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("--timeout-ms"), "{}", stderr(&o));
+    // After `--`, a word starting with `-` is the command's.
+    let o = cli(&s, None, &["exec", &id, "--", "-x"], None);
+    assert_eq!(o.status.code(), Some(127), "{o:?}");
+    let o = cli(&s, None, &["exec", &id, "--", "ls", "-a"], None);
+    assert!(stdout(&o).contains(".."), "{o:?}");
+
+    // Piped data is the command's stdin, byte for byte.
+    let o = cli(&s, None, &["exec", &id, "--", "sort"], Some("b\na\n"));
+    assert_eq!(stdout(&o), "a\nb\n", "{o:?}");
+
+    // A tool's refusal is said once, without the tool's own "Error:" prefix,
+    // and a missing folder is called missing.
+    let o = cli(&s, None, &["exec", &id, "--cwd", "nowhere", "--", "ls"], None);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.starts_with("error: ") && !e.contains("Error:"), "{e}");
+    assert!(e.contains("does not exist"), "{e}");
+
+    // The config of a paused sandbox comes with a word about it.
+    cli(&s, None, &["pause", &id], None);
+    let o = cli(&s, None, &["mcp-config", &id], None);
+    assert!(o.status.success(), "{o:?}");
+    assert!(stderr(&o).contains("paused"), "{}", stderr(&o));
+}

@@ -60,7 +60,9 @@ pub struct CommandSpec {
 impl CommandSpec {
     fn to_command(&self) -> Command {
         let mut cmd = Command::new(shell());
+        // `--`: a command line that starts with `-` is a command, not an option.
         cmd.arg("-c")
+            .arg("--")
             .arg(&self.command)
             .current_dir(&self.cwd)
             // The server's own secret is not the commands' business.

@@ -134,6 +134,9 @@ impl Tools {
             None => ws.root_path(),
         };
         let cwd_host = ws.host_path(&cwd);
+        if !cwd_host.exists() {
+            return Err(ToolError::NotFound(cwd.display()));
+        }
         if !cwd_host.is_dir() {
             return Err(ToolError::NotADirectory(cwd.display()));
         }
