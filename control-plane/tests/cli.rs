@@ -199,7 +199,12 @@ async fn the_cli_answers_a_newcomer_in_its_own_terms() {
 
     // A tool's refusal is said once, without the tool's own "Error:" prefix,
     // and a missing folder is called missing.
-    let o = cli(&s, None, &["exec", &id, "--cwd", "nowhere", "--", "ls"], None);
+    let o = cli(
+        &s,
+        None,
+        &["exec", &id, "--cwd", "nowhere", "--", "ls"],
+        None,
+    );
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
     assert!(e.starts_with("error: ") && !e.contains("Error:"), "{e}");

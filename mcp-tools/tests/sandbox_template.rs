@@ -967,7 +967,15 @@ fn shell_blocks(markdown: &str) -> Vec<String> {
     let mut current: Option<String> = None;
     for line in markdown.lines() {
         match (&mut current, line.trim_start().strip_prefix("```")) {
-            (None, Some("sh" | "bash" | "shell")) => current = Some(String::new()),
+            // The language is the info string's first word (`sh no-run: ...`).
+            (None, Some(info))
+                if matches!(
+                    info.split_whitespace().next(),
+                    Some("sh" | "bash" | "shell")
+                ) =>
+            {
+                current = Some(String::new())
+            }
             (Some(block), Some(_)) => {
                 blocks.push(std::mem::take(block));
                 current = None;
