@@ -269,6 +269,60 @@ impl Workspace {
     }
 }
 
+impl Workspace {
+    /// For a path that names nothing: the existing path it most likely
+    /// meant, where each missing component is replaced by the one name in
+    /// its folder that differs from it only by Unicode normalisation (NFC
+    /// against NFD, as macOS writes names), by a Unicode space for a plain
+    /// one (U+00A0, U+202F in screenshot names) or by letter case. `None`
+    /// when the path exists, is outside the workspace, or has no such twin.
+    pub fn near_miss(&self, input: &str) -> Option<String> {
+        let lexical = self.lexical(input).ok()?;
+        let mut found = PathBuf::new();
+        let mut changed = false;
+        for part in lexical.components() {
+            let Component::Normal(name) = part else {
+                return None;
+            };
+            let here = found.join(name);
+            if self.dir.symlink_metadata(&here).is_ok() {
+                found = here;
+                continue;
+            }
+            let wanted = loose_key(&name.to_string_lossy());
+            let folder = if found.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                found.as_path()
+            };
+            let mut twins = self
+                .dir
+                .read_dir(folder)
+                .ok()?
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name())
+                .filter(|candidate| loose_key(&candidate.to_string_lossy()) == wanted);
+            let twin = twins.next()?;
+            if twins.next().is_some() {
+                return None;
+            }
+            found.push(twin);
+            changed = true;
+        }
+        changed.then(|| found.to_string_lossy().into_owned())
+    }
+}
+
+/// A name as a person would read it: NFC, any Unicode space as a plain
+/// one, lower case.
+fn loose_key(name: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    name.nfc()
+        .map(|c| if c.is_whitespace() { ' ' } else { c })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// Maps an I/O error from an operation on a [`WorkspacePath`]. cap-std
 /// reports a symlink swapped in after [`Workspace::resolve`] as permission
 /// denied; say plainly that the workspace boundary refused it.
@@ -293,6 +347,21 @@ mod tests {
         std::fs::write(tmp.path().join("a/f.txt"), "x").unwrap();
         let ws = Workspace::open(tmp.path()).unwrap();
         (tmp, ws)
+    }
+
+    #[test]
+    fn near_misses_are_found_by_normalisation_space_and_case() {
+        let (_tmp, ws) = ws();
+        std::fs::create_dir(ws.root().join("Cafe\u{301}")).unwrap();
+        std::fs::write(ws.root().join("Cafe\u{301}/Screenshot\u{202F}1.png"), "").unwrap();
+        assert_eq!(
+            ws.near_miss("Caf\u{e9}/screenshot 1.png").as_deref(),
+            Some("Cafe\u{301}/Screenshot\u{202F}1.png")
+        );
+        assert_eq!(ws.near_miss("A/F.TXT").as_deref(), Some("a/f.txt"));
+        assert_eq!(ws.near_miss("a/f.txt"), None, "exists");
+        assert_eq!(ws.near_miss("a/g.txt"), None, "no twin");
+        assert_eq!(ws.near_miss("../a"), None, "outside");
     }
 
     #[test]

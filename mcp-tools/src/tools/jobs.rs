@@ -314,10 +314,15 @@ impl Tools {
             "cancelled" => format!("{} wait cancelled", job.id),
             _ => format!("{} {}", job.id, describe(job.exit())),
         };
-        let text = format!(
-            "{headline}; process is {}.\nLast output:\n{tail}",
-            describe(job.exit())
-        );
+        // After an exit the headline already says how it ended.
+        let text = if reason == "exited" {
+            format!("{headline}.\nLast output:\n{tail}")
+        } else {
+            format!(
+                "{headline}; process is {}.\nLast output:\n{tail}",
+                describe(job.exit())
+            )
+        };
         let out = ProcessWaitOutput {
             status: status(&job),
             reason: reason.to_owned(),

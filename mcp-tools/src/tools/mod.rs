@@ -1,6 +1,7 @@
 //! The MCP tools, one file per family, and the server handler that lists
 //! and calls them.
 
+pub mod arguments;
 mod command;
 mod edit;
 mod files;
@@ -13,6 +14,7 @@ mod search;
 mod terminal;
 mod walk;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -62,6 +64,9 @@ pub struct Tools {
     router: Arc<ToolRouter<Tools>>,
     /// The tools/list answer, built once.
     listed: Arc<Vec<Tool>>,
+    /// Each tool's listed input schema, which its arguments are checked
+    /// and repaired against before the call (see [`arguments`]).
+    input_schemas: Arc<HashMap<String, Arc<JsonObject>>>,
 }
 
 impl Tools {
@@ -75,18 +80,24 @@ impl Tools {
             + Self::command_router()
             + Self::jobs_router()
             + Self::terminal_router();
-        let listed = router.list_all().into_iter().map(compact).collect();
+        let listed: Vec<Tool> = router.list_all().into_iter().map(compact).collect();
+        let input_schemas = listed
+            .iter()
+            .map(|t| (t.name.to_string(), t.input_schema.clone()))
+            .collect();
         Tools {
             state,
             router: Arc::new(router),
             listed: Arc::new(listed),
+            input_schemas: Arc::new(input_schemas),
         }
     }
 }
 
 const INSTRUCTIONS: &str = "Tools to work in a sandbox: read, write and list files in the \
 workspace, search file names, and run shell commands. Paths are relative to the workspace \
-root; file tools refuse paths outside it.";
+root; file tools refuse paths outside it, and every path a tool returns is relative to the \
+root, ready to pass to another tool. Optional parameters may be left out or sent as null.";
 
 impl ServerHandler for Tools {
     fn get_info(&self) -> ServerConfig {
@@ -109,17 +120,39 @@ impl ServerHandler for Tools {
 
     async fn call_tool(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, rmcp::ErrorData> {
         let started = Instant::now();
         let name = request.name.clone();
-        // Arguments that do not fit the schema come back from rmcp as tool
-        // errors the model can read and fix, not as protocol faults.
-        let result = self
-            .router
-            .call(ToolCallContext::new(self, request, context))
-            .await;
+        // Arguments are checked and repaired against the listed schema;
+        // those that do not fit come back as a tool error the model can
+        // read and fix, not as a protocol fault.
+        let checked = match self.input_schemas.get(&*name) {
+            Some(schema) => arguments::normalize(&name, schema, request.arguments.take()).map(Some),
+            None => Ok(request.arguments.take()),
+        };
+        let checked_paths = checked
+            .as_ref()
+            .ok()
+            .and_then(Option::as_ref)
+            .map(path_arguments);
+        let result = match checked {
+            Ok(arguments) => {
+                request.arguments = arguments;
+                self.router
+                    .call(ToolCallContext::new(self, request, context))
+                    .await
+            }
+            Err(e) => Ok(CallToolResult::from(ToolError::InvalidArgument(e.to_string())).into()),
+        };
+        let result = match result {
+            Ok(CallToolResponse::Complete(mut r)) if r.is_error == Some(true) => {
+                self.suggest_paths(&mut r, checked_paths.as_ref());
+                Ok(CallToolResponse::Complete(r))
+            }
+            other => other,
+        };
         let outcome = match &result {
             Ok(CallToolResponse::Complete(r)) if r.is_error == Some(true) => "tool_error",
             Ok(_) => "ok",
@@ -135,13 +168,53 @@ impl ServerHandler for Tools {
     }
 }
 
-/// Trims a tool's schemas for the clients that read them: no `$schema`
-/// (clients know the dialect, and a model reads every byte of tools/list on
-/// every turn), and no `format` on integers (schemars' `uint`, `int64`, …
-/// are not JSON Schema formats; validators such as Claude Code's warn on
-/// them).
+/// Arguments that name a workspace path, by the names the tools use.
+const PATH_ARGUMENTS: [&str; 4] = ["path", "source", "destination", "cwd"];
+
+fn path_arguments(arguments: &JsonObject) -> Vec<String> {
+    PATH_ARGUMENTS
+        .iter()
+        .filter_map(|name| arguments.get(*name)?.as_str().map(str::to_owned))
+        .collect()
+}
+
+impl Tools {
+    /// Adds "did you mean" to a failed call for each path argument that
+    /// names nothing while a name differing only by Unicode normalisation,
+    /// a Unicode space or letter case exists
+    /// ([`Workspace::near_miss`](crate::workspace::Workspace::near_miss)).
+    fn suggest_paths(&self, result: &mut CallToolResult, paths: Option<&Vec<String>>) {
+        let hints: Vec<String> = paths
+            .into_iter()
+            .flatten()
+            .filter_map(|p| {
+                let twin = self.state.workspace.near_miss(p)?;
+                Some(format!(
+                    "'{p}' does not exist; did you mean '{twin}'? (the names differ only in \
+                     Unicode normalisation, spaces or letter case)"
+                ))
+            })
+            .collect();
+        if hints.is_empty() {
+            return;
+        }
+        let text = result.content.iter_mut().find_map(|c| match c {
+            ContentBlock::Text(text) => Some(text),
+            _ => None,
+        });
+        if let Some(text) = text {
+            text.text.push_str(&format!("\n{}", hints.join("\n")));
+        }
+    }
+}
+
+/// Shapes a tool's schemas for the clients that read them: the input
+/// schema made portable ([`arguments::portable_schema`]: one JSON type per
+/// parameter, no references), and no `$schema` or integer `format` on the
+/// output schema (clients know the dialect, and a model reads every byte of
+/// tools/list on every turn).
 fn compact(mut tool: Tool) -> Tool {
-    tool.input_schema = trimmed(&tool.input_schema);
+    tool.input_schema = Arc::new(arguments::portable_schema(&tool.input_schema));
     tool.output_schema = tool.output_schema.as_ref().map(trimmed);
     tool
 }
@@ -177,6 +250,11 @@ fn drop_integer_formats(schema: &mut JsonObject) {
 /// The default `path` of the tools that take a folder: the workspace root.
 fn default_dot() -> String {
     ".".to_owned()
+}
+
+/// The default of a boolean parameter that is on unless turned off.
+fn default_true() -> bool {
+    true
 }
 
 /// A successful tool result: `text` for the model to read, `data` as the
