@@ -150,7 +150,16 @@ async fn search_files_globs_like_rg_files() {
     let out = ok(&call(&client, "search_files", json!({"pattern": "*.rs"})).await);
     let mut files: Vec<String> = serde_json::from_value(out["files"].clone()).unwrap();
     files.sort();
-    assert_eq!(files, ["src/lib/util.rs", "src/main.rs"]);
+    assert_eq!(files, [".hidden/x.rs", "src/lib/util.rs", "src/main.rs"]);
+    let out = ok(&call(
+        &client,
+        "search_files",
+        json!({"pattern": "*.rs", "hidden": false}),
+    )
+    .await);
+    // .hidden/ is skipped; .gitignore is no *.rs file either way.
+    assert_eq!(out["skipped"]["hidden"], 1, "{out}");
+    assert_eq!(out["skipped"]["ignored"], 1, "{out}");
 
     let out = ok(&call(
         &client,
@@ -158,7 +167,7 @@ async fn search_files_globs_like_rg_files() {
         json!({"pattern": "*.rs", "path": "src/lib"}),
     )
     .await);
-    assert_eq!(out["files"], json!(["util.rs"]));
+    assert_eq!(out["files"], json!(["src/lib/util.rs"]));
 
     let out = ok(&call(&client, "search_files", json!({"pattern": "*.nothing"})).await);
     assert_eq!(out["total"], 0);

@@ -44,8 +44,21 @@ async fn files_with_matches_is_the_default_newest_first() {
     }
     let out = ok(&call(&client, "grep", json!({"pattern": "TODO"})).await);
     let files = strings(&out["results"]);
-    // Ignored, hidden and binary files are skipped.
-    assert_eq!(files, ["app.py", "src/main.rs"]);
+    // Hidden files are searched; ignored and binary files are skipped, and
+    // the result says so.
+    assert_eq!(files, [".hidden/x.rs", "app.py", "src/main.rs"]);
+    assert_eq!(out["skipped"]["ignored"], 1, "{out}");
+    assert_eq!(out["skipped"]["binary"], 1, "{out}");
+    let result = call(&client, "grep", json!({"pattern": "TODO", "hidden": false})).await;
+    assert_eq!(strings(&ok(&result)["results"]), ["app.py", "src/main.rs"]);
+    let shown = text(&result);
+    for note in [
+        "2 hidden files and folders (hidden=true includes them)",
+        "1 file excluded by .gitignore/.ignore (no_ignore=true includes them)",
+        "1 binary file",
+    ] {
+        assert!(shown.contains(note), "{note:?} not in {shown}");
+    }
 
     let out = ok(&call(
         &client,
@@ -53,7 +66,7 @@ async fn files_with_matches_is_the_default_newest_first() {
         json!({"pattern": "todo", "case_insensitive": true}),
     )
     .await);
-    assert_eq!(out["files_matched"], 3);
+    assert_eq!(out["files_matched"], 4);
 
     let out = ok(&call(
         &client,
@@ -81,7 +94,10 @@ async fn content_mode_shows_numbered_lines_and_context() {
     )
     .await;
     let out = ok(&result);
-    assert_eq!(strings(&out["results"]), ["main.rs:3:    // TODO: more"]);
+    assert_eq!(
+        strings(&out["results"]),
+        ["src/main.rs:3:    // TODO: more"]
+    );
 
     let out = ok(&call(
         &client,
@@ -92,9 +108,9 @@ async fn content_mode_shows_numbered_lines_and_context() {
     assert_eq!(
         strings(&out["results"]),
         [
-            "main.rs-1-fn main() {",
-            "main.rs:2:    let todo = 1;",
-            "main.rs-3-    // TODO: more"
+            "src/main.rs-1-fn main() {",
+            "src/main.rs:2:    let todo = 1;",
+            "src/main.rs-3-    // TODO: more"
         ]
     );
 
@@ -112,7 +128,10 @@ async fn content_mode_shows_numbered_lines_and_context() {
         json!({"pattern": "TODO", "type": "rust", "output_mode": "count"}),
     )
     .await);
-    assert_eq!(strings(&out["results"]), ["src/main.rs:1"]);
+    assert_eq!(
+        strings(&out["results"]),
+        [".hidden/x.rs:1", "src/main.rs:1"]
+    );
 
     let out = ok(&call(
         &client,

@@ -14,8 +14,8 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::walk::{Filters, modified, walk_files};
-use super::{Tools, blocking, default_dot, schema, success};
+use super::walk::{Filters, Reason, Skipped, SkippedCounts, modified, walk_files};
+use super::{Tools, blocking, default_dot, default_true, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::cap_line;
 
@@ -44,7 +44,7 @@ pub enum OutputMode {
 pub struct GrepArgs {
     /// Regular expression (Rust regex syntax, like ripgrep), e.g. `fn \w+\(` or `TODO`.
     pub pattern: String,
-    /// File or folder to search, relative to the workspace root.
+    /// File or folder to search (default: the workspace root).
     #[serde(default = "default_dot")]
     pub path: String,
     /// Only files matching this glob, e.g. `*.rs` or `src/**/*.{ts,tsx}`.
@@ -75,8 +75,8 @@ pub struct GrepArgs {
     /// Skip this many entries first, to page through results.
     #[serde(default)]
     pub offset: usize,
-    /// Also search hidden files and folders.
-    #[serde(default)]
+    /// Search hidden files and folders (default true); false skips them.
+    #[serde(default = "default_true")]
     pub hidden: bool,
     /// Also search files that .gitignore/.ignore exclude.
     #[serde(default)]
@@ -96,6 +96,8 @@ pub struct GrepOutput {
     pub matches: u64,
     /// Some entries were left out (head_limit, offset or the output size cap).
     pub truncated: bool,
+    /// Files and folders not searched, by reason.
+    pub skipped: SkippedCounts,
 }
 
 /// What one file yielded.
@@ -109,9 +111,10 @@ struct FileHits {
 #[tool_router(router = grep_router, vis = "pub(crate)")]
 impl Tools {
     #[tool(
-        description = "Search file contents with a regex (ripgrep engine and syntax). Honours \
-            .gitignore, skips hidden and binary files unless asked. output_mode: files_with_matches \
-            (default, newest first), content (path:line:text, with context options), count. Filter \
+        description = "Search file contents with a regex (ripgrep engine and syntax). Searches \
+            hidden files, not .git/.hg/.svn; honours .gitignore; skips binary files; says what it \
+            skipped. output_mode: files_with_matches (default, newest first), content \
+            (path:line:text, with context options), count. Paths are workspace-relative. Filter \
             with glob or type. Results are capped by head_limit; page with offset.",
         output_schema = schema::<GrepOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
@@ -123,8 +126,7 @@ impl Tools {
     ) -> ToolResult {
         let ws = &self.state.workspace;
         let base = ws.resolve(&args.path)?;
-        let root = ws.host_path(&base);
-        if !root.exists() {
+        if !ws.host_path(&base).exists() {
             return Err(ToolError::NotFound(base.display()));
         }
         let head_limit = args.head_limit.unwrap_or(DEFAULT_HEAD_LIMIT);
@@ -142,7 +144,9 @@ impl Tools {
         let matcher = build_matcher(&args)?;
         let searcher = build_searcher(&args);
         let cancel = context.ct.clone();
+        let state = self.state.clone();
         blocking(move || {
+            let skipped = std::sync::Arc::new(Skipped::default());
             let hits = Mutex::new(Vec::<FileHits>::new());
             let stored = AtomicUsize::new(0);
             let mode = args.output_mode;
@@ -150,11 +154,11 @@ impl Tools {
             let filters = Filters {
                 glob: args.glob.as_deref(),
                 file_type: args.file_type.as_deref(),
-                hidden: args.hidden,
+                skip_hidden: !args.hidden,
                 no_ignore: args.no_ignore,
             };
-            walk_files(&root, &filters, &cancel, || {
-                let (hits, stored) = (&hits, &stored);
+            walk_files(&state.workspace, &base, &filters, &skipped, &cancel, || {
+                let (hits, stored, skipped) = (&hits, &stored, &skipped);
                 let (matcher, mut searcher) = (matcher.clone(), searcher.clone());
                 move |entry: &ignore::DirEntry, rel: String| {
                     let mut sink = Collect {
@@ -165,9 +169,18 @@ impl Tools {
                         first_only: mode == OutputMode::FilesWithMatches,
                         count: 0,
                         lines: Vec::new(),
+                        binary: false,
                     };
                     let searched = searcher.search_path(&matcher, entry.path(), &mut sink);
-                    if searched.is_err() || sink.count == 0 {
+                    if searched.is_err() {
+                        skipped.add(Reason::Unreadable);
+                        return;
+                    }
+                    if sink.binary {
+                        skipped.add(Reason::Binary);
+                        return;
+                    }
+                    if sink.count == 0 {
                         return;
                     }
                     let mtime = if mode == OutputMode::FilesWithMatches {
@@ -190,7 +203,13 @@ impl Tools {
                 .into_inner()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let lines_dropped = stored.load(Ordering::Relaxed) > MAX_STORED_LINES;
-            Ok(render(&args, &mut hits, head_limit, lines_dropped))
+            Ok(render(
+                &args,
+                &mut hits,
+                head_limit,
+                lines_dropped,
+                &skipped,
+            ))
         })
         .await
     }
@@ -208,9 +227,15 @@ fn build_matcher(args: &GrepArgs) -> Result<RegexMatcher, ToolError> {
         // Lets the searcher find candidate lines fast, as ripgrep does.
         builder.line_terminator(Some(b'\n'));
     }
-    builder
-        .build(&args.pattern)
-        .map_err(|e| ToolError::InvalidArgument(format!("invalid regex: {e}")))
+    builder.build(&args.pattern).map_err(|e| {
+        // grep-regex reports the pattern as it wrapped it (`(?:(…`); the
+        // plain parser quotes it as the model wrote it.
+        let reason = match regex::Regex::new(&args.pattern) {
+            Err(plain) => plain.to_string(),
+            Ok(_) => e.to_string(),
+        };
+        ToolError::InvalidArgument(format!("invalid regex {:?}: {reason}", args.pattern))
+    })
 }
 
 fn build_searcher(args: &GrepArgs) -> Searcher {
@@ -233,6 +258,7 @@ fn render(
     hits: &mut [FileHits],
     head_limit: usize,
     lines_dropped: bool,
+    skipped: &Skipped,
 ) -> rmcp::model::CallToolResult {
     let mode = args.output_mode;
     match mode {
@@ -301,6 +327,10 @@ fn render(
             "\n[{matches} matching {lines} in {files_matched} {files}]"
         ));
     }
+    if let Some(note) = skipped.note() {
+        text.push('\n');
+        text.push_str(&note);
+    }
     success(
         text,
         &GrepOutput {
@@ -310,6 +340,7 @@ fn render(
             files_matched,
             matches,
             truncated,
+            skipped: skipped.counts(),
         },
     )
 }
@@ -326,6 +357,8 @@ struct Collect<'a> {
     first_only: bool,
     count: u64,
     lines: Vec<String>,
+    /// The file turned out to be binary; its search stopped.
+    binary: bool,
 }
 
 impl Collect<'_> {
@@ -367,6 +400,11 @@ impl Sink for Collect<'_> {
             self.push('-', ctx.line_number(), ctx.bytes());
         }
         Ok(true)
+    }
+
+    fn binary_data(&mut self, _: &Searcher, _offset: u64) -> Result<bool, io::Error> {
+        self.binary = true;
+        Ok(false)
     }
 
     fn context_break(&mut self, _: &Searcher) -> Result<bool, io::Error> {

@@ -9,8 +9,8 @@ use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::walk::{Filters, modified, walk_files};
-use super::{Tools, blocking, default_dot, schema, success};
+use super::walk::{Filters, Skipped, SkippedCounts, modified, walk_files};
+use super::{Tools, blocking, default_dot, default_true, schema, success};
 use crate::error::{ToolError, ToolResult};
 
 /// Files search_files returns unless `limit` says otherwise.
@@ -22,13 +22,13 @@ pub struct SearchFilesArgs {
     /// Glob over file paths, e.g. `*.rs`, `src/**/test_*.py`, `!*.min.js`. A glob
     /// without `/` matches the file name at any depth.
     pub pattern: String,
-    /// Folder to search, relative to the workspace root.
+    /// Folder to search (default: the workspace root).
     #[serde(default = "default_dot")]
     pub path: String,
     /// Most files to return (default 500).
     pub limit: Option<usize>,
-    /// Also search hidden files and folders (names starting with `.`).
-    #[serde(default)]
+    /// Search hidden files and folders (default true); false skips them.
+    #[serde(default = "default_true")]
     pub hidden: bool,
     /// Also search files that .gitignore/.ignore exclude.
     #[serde(default)]
@@ -37,18 +37,21 @@ pub struct SearchFilesArgs {
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct SearchFilesOutput {
-    /// Matching files relative to `path`, newest-modified first.
+    /// Matching files, workspace-relative, newest-modified first.
     pub files: Vec<String>,
     /// Matching files found, including any not returned.
     pub total: usize,
     pub truncated: bool,
+    /// Files and folders not searched, by reason.
+    pub skipped: SkippedCounts,
 }
 
 #[tool_router(router = search_router, vis = "pub(crate)")]
 impl Tools {
     #[tool(
-        description = "Find files by glob (e.g. `*.rs`, `src/**/*.py`) under a folder. Honours \
-            .gitignore and skips hidden files unless asked. Returns paths newest-modified first.",
+        description = "Find files by glob (e.g. `*.rs`, `src/**/*.py`) under a folder. Searches \
+            hidden files, not .git/.hg/.svn; honours .gitignore; says what it skipped. Returns \
+            workspace-relative paths, newest-modified first.",
         output_schema = schema::<SearchFilesOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -74,15 +77,17 @@ impl Tools {
             )));
         }
         let cancel = context.ct.clone();
+        let state = self.state.clone();
         blocking(move || {
+            let skipped = std::sync::Arc::new(Skipped::default());
             let found = Mutex::new(Vec::<(SystemTime, String)>::new());
             let filters = Filters {
                 glob: Some(&args.pattern),
-                hidden: args.hidden,
+                skip_hidden: !args.hidden,
                 no_ignore: args.no_ignore,
                 ..Filters::default()
             };
-            walk_files(&root, &filters, &cancel, || {
+            walk_files(&state.workspace, &base, &filters, &skipped, &cancel, || {
                 let found = &found;
                 move |entry: &ignore::DirEntry, rel: String| {
                     let mtime = modified(entry);
@@ -110,12 +115,17 @@ impl Tools {
                     files.len()
                 ));
             }
+            if let Some(note) = skipped.note() {
+                text.push('\n');
+                text.push_str(&note);
+            }
             Ok(success(
                 text,
                 &SearchFilesOutput {
                     files,
                     total,
                     truncated,
+                    skipped: skipped.counts(),
                 },
             ))
         })
