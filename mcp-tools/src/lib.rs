@@ -16,5 +16,6 @@ pub mod patch;
 pub mod process;
 pub mod pty;
 pub mod server;
+pub mod text;
 pub mod tools;
 pub mod workspace;

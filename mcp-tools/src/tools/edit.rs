@@ -12,6 +12,7 @@ use super::files::{hex, write_atomic};
 use super::{Tools, blocking, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
+use crate::text::Encoding;
 use crate::workspace::op_error;
 
 /// Lines of context shown around an edit.
@@ -54,7 +55,7 @@ impl Tools {
     #[tool(
         description = "Replace exact text in a file. old_string must occur exactly once unless \
             replace_all=true; the error says how often and on which lines it occurs. Keeps line \
-            endings and mode, writes atomically. expected_sha256 (from read_file) refuses the edit \
+            endings, encoding (UTF-8/UTF-16 BOM) and mode, writes atomically. expected_sha256 (from read_file) refuses the edit \
             if the file changed since it was read. Returns the edited lines, numbered.",
         output_schema = schema::<EditFileOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
@@ -97,14 +98,20 @@ impl Tools {
                     "'{shown}' changed since it was read (its sha256 is now {hash}); read it again before editing"
                 )));
             }
-            if looks_binary(&bytes) {
-                return Err(ToolError::Binary { path: shown, size: bytes.len() as u64 });
+            let size = bytes.len() as u64;
+            let sniffed = Encoding::sniff(&bytes);
+            if sniffed == Encoding::Utf8 && looks_binary(&bytes) {
+                return Err(ToolError::Binary { path: shown, size });
             }
-            let text = String::from_utf8(bytes).map_err(|_| {
-                ToolError::InvalidArgument(format!(
-                    "'{shown}' is not valid UTF-8; edit_file only edits text (use write_file or run_command)"
-                ))
-            })?;
+            let Some((text, encoding)) = Encoding::decode(&bytes) else {
+                return Err(ToolError::InvalidArgument(format!(
+                    "'{shown}' is not valid {}; edit_file only edits text (use write_file or run_command)",
+                    if sniffed == Encoding::Utf8 { "UTF-8" } else { sniffed.name() }
+                )));
+            };
+            if text.contains('\0') {
+                return Err(ToolError::Binary { path: shown, size });
+            }
 
             // A model writes "\n"; in CRLF lines the same text has "\r\n".
             // The text as written is tried first: a file may mix both.
@@ -149,7 +156,9 @@ impl Tools {
             } else {
                 text.replacen(&old, &new, 1)
             };
-            write_atomic(ws, &path, edited.as_bytes())?;
+            // The file keeps its encoding and BOM.
+            let encoded = encoding.encode(&edited);
+            write_atomic(ws, &path, &encoded)?;
 
             let first_line = line_of(starts[0]);
             let new_lines = new.matches('\n').count() + 1;
@@ -162,7 +171,7 @@ impl Tools {
                 path: shown,
                 replacements: if args.replace_all { starts.len() } else { 1 },
                 first_line,
-                sha256: hex(&Sha256::digest(edited.as_bytes())),
+                sha256: hex(&Sha256::digest(&encoded)),
                 snippet,
             };
             let text = format!(

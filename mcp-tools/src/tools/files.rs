@@ -1,6 +1,6 @@
 //! File tools: read_file, write_file, list_directory.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 
 use cap_std::fs::{OpenOptions, Permissions, PermissionsExt};
 use rmcp::handler::server::wrapper::Parameters;
@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use super::{Tools, blocking, default_dot, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::{SNIFF_BYTES, cap_line, looks_binary};
+use crate::text::{Encoding, HashingReader};
 use crate::workspace::{WorkspacePath, op_error};
 
 /// Lines returned by one read_file call unless `limit` says otherwise.
@@ -57,6 +58,8 @@ pub struct ReadFileOutput {
     pub crlf: bool,
     /// The file is not valid UTF-8; invalid bytes are shown as U+FFFD.
     pub lossy: bool,
+    /// utf-8, utf-8-bom, utf-16le or utf-16be; edit_file and write_file keep it.
+    pub encoding: String,
     /// Lines longer than 2000 characters that were cut.
     pub cut_lines: usize,
     /// For an image (returned as image content; `content` is empty).
@@ -102,6 +105,10 @@ pub struct WriteFileOutput {
     pub bytes_written: usize,
     /// The file did not exist before.
     pub created: bool,
+    /// utf-8, utf-8-bom, utf-16le or utf-16be: an existing file's is kept.
+    pub encoding: String,
+    /// Written with CRLF line endings, as the file had them.
+    pub crlf: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -147,7 +154,8 @@ impl Tools {
 
     #[tool(
         description = "Write a file in the workspace, replacing its content (empty content is \
-            allowed). Creates parent folders, writes atomically, keeps an existing file's mode.",
+            allowed). Creates parent folders, writes atomically, keeps an existing file's mode, \
+            encoding (UTF-8/UTF-16 BOM) and CRLF line endings.",
         output_schema = schema::<WriteFileOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
@@ -155,18 +163,40 @@ impl Tools {
         let path = self.state.workspace.resolve(&args.path)?;
         let state = self.state.clone();
         blocking(move || {
-            let created = {
+            let (created, written, encoding, crlf) = {
                 let _writing = state.lock_writes();
-                write_atomic(&state.workspace, &path, args.content.as_bytes())?
+                let (encoding, crlf) = existing_format(&state.workspace, &path);
+                let content = if crlf {
+                    crate::text::to_crlf(&args.content)
+                } else {
+                    std::borrow::Cow::Borrowed(args.content.as_str())
+                };
+                let bytes = encoding.encode(&content);
+                let created = write_atomic(&state.workspace, &path, &bytes)?;
+                (created, bytes.len(), encoding, crlf)
             };
             let out = WriteFileOutput {
                 path: path.display(),
-                bytes_written: args.content.len(),
+                bytes_written: written,
                 created,
+                encoding: encoding.name().to_owned(),
+                crlf,
             };
             let verb = if created { "Created" } else { "Wrote" };
+            let mut kept = Vec::new();
+            if encoding != Encoding::Utf8 {
+                kept.push(encoding.name());
+            }
+            if crlf {
+                kept.push("CRLF line endings");
+            }
+            let kept = if kept.is_empty() {
+                String::new()
+            } else {
+                format!("; kept the file's {}", kept.join(" and "))
+            };
             Ok(success(
-                format!("{verb} {} ({} bytes)", out.path, out.bytes_written),
+                format!("{verb} {} ({} bytes{kept})", out.path, out.bytes_written),
                 &out,
             ))
         })
@@ -227,7 +257,14 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
     }
     let numbered = args.line_numbers.unwrap_or(ranged);
 
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let encoding = Encoding::of_file(&file).map_err(|e| op_error("reading", path, e))?;
+    // Every byte of the file is hashed on its way to the decoder, which
+    // hands on UTF-8 text (UTF-16 transcoded, the BOM left out).
+    let mut hashing = HashingReader {
+        inner: file,
+        hasher: Sha256::new(),
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, Encoding::reader(&mut hashing));
     let sniff = reader
         .fill_buf()
         .map_err(|e| op_error("reading", path, e))?;
@@ -236,7 +273,6 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
     }
 
     // One pass over the file: hash it all, count its lines, keep the window.
-    let mut hasher = Sha256::new();
     let mut content = String::new();
     let (mut total_lines, mut end_line, mut cut_lines) = (0usize, 0usize, 0usize);
     let (mut crlf, mut lossy, mut budget_hit) = (false, false, false);
@@ -245,7 +281,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         line.clear();
         // Only the start of a very long line is kept in memory: a file that
         // is one 10 GB line must not be loaded whole to show 2000 characters.
-        let n = read_line_capped(&mut reader, &mut line, keep_per_line, &mut hasher)
+        let n = read_line_capped(&mut reader, &mut line, keep_per_line)
             .map_err(|e| op_error("reading", path, e))?;
         if n == 0 {
             break;
@@ -312,6 +348,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
             "offset {offset} is past the end of {shown}, which has {total_lines} lines"
         )));
     }
+    drop(reader);
     let start_line = if end_line == 0 { 0 } else { offset };
     let more = end_line < total_lines;
     let out = ReadFileOutput {
@@ -322,9 +359,10 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         total_lines,
         more,
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256: hex(&hashing.hasher.finalize()),
         crlf,
         lossy,
+        encoding: encoding.name().to_owned(),
         cut_lines,
         image: None,
         notebook: None,
@@ -345,6 +383,12 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
     }
     if lossy {
         notes.push("not valid UTF-8: invalid bytes shown as U+FFFD".to_owned());
+    }
+    if encoding != Encoding::Utf8 {
+        notes.push(format!(
+            "file is {}; edit_file and write_file keep that encoding",
+            encoding.name()
+        ));
     }
     if crlf && numbered {
         notes.push("file uses CRLF line endings".to_owned());
@@ -367,13 +411,12 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
 }
 
 /// Reads one line, through its `\n`, into `line`, keeping at most `keep`
-/// bytes of it; every byte goes to `hasher`. Returns the line's whole
-/// length in bytes, 0 at the end of the file.
+/// bytes of it. Returns the line's whole length in bytes, 0 at the end of
+/// the file.
 fn read_line_capped(
     reader: &mut impl BufRead,
     line: &mut Vec<u8>,
     keep: usize,
-    hasher: &mut Sha256,
 ) -> std::io::Result<usize> {
     let mut total = 0;
     loop {
@@ -385,7 +428,6 @@ fn read_line_capped(
             Some(i) => (&buf[..=i], true),
             None => (buf, false),
         };
-        hasher.update(chunk);
         let room = keep.saturating_sub(line.len());
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         let n = chunk.len();
@@ -395,6 +437,22 @@ fn read_line_capped(
             return Ok(total);
         }
     }
+}
+
+/// The encoding and line ending (true: CRLF) of the file at `path`, for
+/// writing it back the same way; UTF-8 and LF when it does not exist.
+fn existing_format(ws: &crate::workspace::Workspace, path: &WorkspacePath) -> (Encoding, bool) {
+    let Ok(file) = ws.open_file(path) else {
+        return (Encoding::Utf8, false);
+    };
+    let mut head = Vec::new();
+    if std::io::Read::take(file, SNIFF_BYTES as u64)
+        .read_to_end(&mut head)
+        .is_err()
+    {
+        return (Encoding::Utf8, false);
+    }
+    crate::text::sniff_format(&head)
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same

@@ -12,6 +12,7 @@ use super::{Tools, blocking, schema, success};
 use crate::error::ToolError;
 use crate::error::ToolResult;
 use crate::output::{SNIFF_BYTES, looks_binary, rfc3339};
+use crate::text::Encoding;
 use crate::workspace::op_error;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -81,6 +82,9 @@ pub struct FileInfoOutput {
     /// For text files: number of lines.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub line_count: Option<u64>,
+    /// For text files: utf-8, utf-8-bom, utf-16le or utf-16be.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// For folders: number of entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
@@ -244,7 +248,7 @@ impl Tools {
 
     #[tool(
         description = "Describe a path: kind, size, mode, modification time; for files whether \
-            they are binary and their line count; for symlinks their target.",
+            they are binary, their text encoding and line count; for symlinks their target.",
         output_schema = schema::<FileInfoOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
@@ -268,6 +272,7 @@ impl Tools {
                 symlink_target: None,
                 is_binary: None,
                 line_count: None,
+                encoding: None,
                 entries: None,
             };
             match what {
@@ -282,13 +287,16 @@ impl Tools {
                 }
                 "file" => {
                     let file = state.workspace.open_file(&path)?;
-                    let mut reader = BufReader::with_capacity(64 * 1024, file);
+                    let encoding =
+                        Encoding::of_file(&file).map_err(|e| op_error("reading", &path, e))?;
+                    let mut reader = BufReader::with_capacity(64 * 1024, Encoding::reader(file));
                     let head = reader
                         .fill_buf()
                         .map_err(|e| op_error("reading", &path, e))?;
                     let binary = looks_binary(&head[..head.len().min(SNIFF_BYTES)]);
                     out.is_binary = Some(binary);
                     if !binary {
+                        out.encoding = Some(encoding.name().to_owned());
                         out.line_count =
                             Some(count_lines(reader).map_err(|e| op_error("reading", &path, e))?);
                     }
@@ -303,7 +311,8 @@ impl Tools {
                 text.push_str(&format!(", points to {target}"));
             }
             if let Some(lines) = out.line_count {
-                text.push_str(&format!(", text with {lines} lines"));
+                let encoding = out.encoding.as_deref().unwrap_or("utf-8");
+                text.push_str(&format!(", {encoding} text with {lines} lines"));
             } else if out.is_binary == Some(true) {
                 text.push_str(", binary");
             }
