@@ -48,8 +48,11 @@ impl TokenSource {
     }
 }
 
-/// Axum middleware: 401 with `WWW-Authenticate: Bearer` unless the request
-/// carries `Authorization: Bearer <token>`.
+/// Axum middleware: 401 unless the request carries `Authorization: Bearer
+/// <token>`. Without a bearer token the answer names the scheme
+/// (`WWW-Authenticate: Bearer`); with a wrong one it says the token is
+/// invalid (`Bearer error="invalid_token"`, RFC 6750 §3.1), so clients
+/// report a bad token instead of starting an OAuth flow.
 pub async fn require_bearer(
     State(tokens): State<Arc<TokenSource>>,
     request: Request,
@@ -63,18 +66,21 @@ pub async fn require_bearer(
             let (scheme, token) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
-    match presented {
-        Some(token) if tokens.accepts(token) => next.run(request).await,
-        _ => {
-            let mut response = (
-                StatusCode::UNAUTHORIZED,
-                "401 Unauthorized: send Authorization: Bearer <token>\n",
-            )
-                .into_response();
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            response
-        }
-    }
+    let (message, challenge) = match presented {
+        Some(token) if tokens.accepts(token) => return next.run(request).await,
+        Some(_) => (
+            "401 Unauthorized: the bearer token is not valid for this server\n",
+            r#"Bearer error="invalid_token", error_description="the token is not valid for this server""#,
+        ),
+        None => (
+            "401 Unauthorized: send Authorization: Bearer <token>\n",
+            "Bearer",
+        ),
+    };
+    let mut response = (StatusCode::UNAUTHORIZED, message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }

@@ -62,11 +62,12 @@ impl Server {
         });
 
         let shutdown = CancellationToken::new();
-        let router = router(config, state.clone(), shutdown.child_token());
         let addr = SocketAddr::new(config.bind_host(), config.port);
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        let router = router(config, bound, state.clone(), shutdown.child_token());
         Ok(Server {
             listener,
             router,
@@ -107,10 +108,26 @@ impl Server {
 }
 
 /// The routes: `/mcp` behind the token check when one is set, `/health` open.
-pub fn router(config: &ServeConfig, state: Arc<State>, shutdown: CancellationToken) -> Router {
+/// `bound` is the address the server listens on: bound to loopback, pages
+/// served from the server's own loopback origin may call it.
+pub fn router(
+    config: &ServeConfig,
+    bound: SocketAddr,
+    state: Arc<State>,
+    shutdown: CancellationToken,
+) -> Router {
+    let mut origins = config.allowed_origins.clone();
+    if bound.ip().is_loopback() {
+        // The server's own origin: a DNS-rebinding page has a foreign
+        // origin, never this one.
+        let port = bound.port();
+        origins.extend(
+            ["localhost", "127.0.0.1", "[::1]"].map(|host| format!("http://{host}:{port}")),
+        );
+    }
     let mut mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
-        .with_allowed_origins(config.allowed_origins.clone())
+        .with_allowed_origins(origins)
         .enforce_origin_validation();
     mcp_config = if config.has_token() && config.allowed_hosts.is_empty() {
         // Sandbox URLs (6060-<id>.e2b.app) are not known in advance; the
@@ -130,14 +147,18 @@ pub fn router(config: &ServeConfig, state: Arc<State>, shutdown: CancellationTok
     );
     let mut mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
-        .layer(axum::middleware::from_fn(crate::jsonrpc::reject_malformed));
+        .layer(axum::middleware::from_fn(crate::jsonrpc::reject_malformed))
+        .layer(axum::middleware::from_fn(session_deleted_ok));
     let token = match (&config.token, &config.token_file) {
         (Some(token), _) => Some(TokenSource::Fixed(token.clone())),
         (None, Some(path)) => Some(TokenSource::file(path.clone())),
         (None, None) => None,
     };
     if let Some(token) = token {
-        mcp_routes = mcp_routes.layer(axum::middleware::from_fn_with_state(
+        // A route layer: paths that are not routes (OAuth discovery such as
+        // /.well-known/oauth-protected-resource) answer 404, not 401, so a
+        // client reports a bad token instead of starting an OAuth flow.
+        mcp_routes = mcp_routes.route_layer(axum::middleware::from_fn_with_state(
             Arc::new(token),
             require_bearer,
         ));
@@ -152,4 +173,21 @@ async fn health() -> axum::Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
     }))
+}
+
+/// Answers a session DELETE that rmcp accepted (202) with 204 No Content:
+/// the session is gone once the answer is sent, and clients such as the
+/// Python SDK expect 200 or 204 there (MCP streamable HTTP, "Session
+/// Management").
+async fn session_deleted_ok(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let delete = request.method() == axum::http::Method::DELETE;
+    let mut response = next.run(request).await;
+    if delete && response.status() == axum::http::StatusCode::ACCEPTED {
+        *response.status_mut() = axum::http::StatusCode::NO_CONTENT;
+        *response.body_mut() = axum::body::Body::empty();
+    }
+    response
 }

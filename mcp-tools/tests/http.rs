@@ -33,11 +33,14 @@ async fn health_answers_without_auth() {
 #[tokio::test]
 async fn mcp_requires_the_bearer_token() {
     let server = Server::with_token("s3cret");
-    for auth in [
-        None,
-        Some("Bearer wrong"),
-        Some("Bearer s3cret2"),
-        Some("Basic s3cret"),
+    // No bearer token: the scheme is named. A wrong one: the token is
+    // invalid (RFC 6750 §3.1), so clients do not start an OAuth flow.
+    let invalid = r#"Bearer error="invalid_token", error_description="the token is not valid for this server""#;
+    for (auth, challenge) in [
+        (None, "Bearer"),
+        (Some("Basic s3cret"), "Bearer"),
+        (Some("Bearer wrong"), invalid),
+        (Some("Bearer s3cret2"), invalid),
     ] {
         let mut req = post(&server, INITIALIZE);
         if let Some(auth) = auth {
@@ -45,7 +48,26 @@ async fn mcp_requires_the_bearer_token() {
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "auth {auth:?}");
-        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            challenge,
+            "auth {auth:?}"
+        );
+    }
+    // OAuth discovery finds nothing to discover.
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let resp = reqwest::Client::new()
+            .get(format!("http://{}{path}", server.addr))
+            .header("authorization", "Bearer wrong")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404, "{path}");
     }
     let resp = post(&server, INITIALIZE)
         .header("authorization", "Bearer s3cret")
@@ -127,6 +149,64 @@ async fn foreign_origin_is_forbidden() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
+}
+
+/// A page served from the server's own loopback origin may call it (the
+/// conformance suite's dns-rebinding-protection scenario); a DNS-rebinding
+/// page never has that origin.
+#[tokio::test]
+async fn own_loopback_origin_is_accepted() {
+    let server = Server::start();
+    let port = server.addr.rsplit(':').next().unwrap();
+    for host in ["127.0.0.1", "localhost"] {
+        let resp = post(&server, INITIALIZE)
+            .header("host", format!("{host}:{port}"))
+            .header("origin", format!("http://{host}:{port}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{host}");
+    }
+    let resp = post(&server, INITIALIZE)
+        .header("host", "evil.example.com")
+        .header("origin", "http://evil.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+}
+
+/// Ending a session answers 204 (the Python SDK logs "Session termination
+/// failed: 202" otherwise), and the session is gone.
+#[tokio::test]
+async fn session_delete_answers_no_content() {
+    let server = Server::start();
+    let resp = post(&server, INITIALIZE).send().await.unwrap();
+    let session = resp.headers()["mcp-session-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    resp.bytes().await.unwrap();
+    let delete = || {
+        reqwest::Client::new()
+            .delete(server.url())
+            .header("mcp-session-id", &session)
+            .header("mcp-protocol-version", "2025-06-18")
+            .send()
+    };
+    let resp = delete().await.unwrap();
+    assert_eq!(resp.status(), 204);
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let again = post(
+        &server,
+        r#"{"jsonrpc":"2.0","id":2,"method":"tools/list","params":{}}"#,
+    )
+    .header("mcp-session-id", &session)
+    .header("mcp-protocol-version", "2025-06-18")
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(again.status(), 404, "the session still answers");
 }
 
 #[tokio::test]
