@@ -30,6 +30,9 @@ pub const JOB_RING_BYTES: usize = 1024 * 1024;
 const JOB_LOG_BYTES: u64 = 64 * 1024 * 1024;
 /// Longest a write to a job's stdin may wait for the job to read.
 const STDIN_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the processes a foreground command left running are checked
+/// for, to tell when the last one has gone.
+const LEFTOVER_POLL: Duration = Duration::from_millis(200);
 /// Finished jobs kept for process_output and process_list.
 const KEEP_FINISHED: usize = 64;
 /// How long a finished job is kept.
@@ -71,7 +74,11 @@ impl CommandSpec {
             // Its own session instead (see `pty::make_controlling_terminal`).
             cmd.env("TERM", "xterm-256color");
         } else {
-            cmd.env("TERM", "dumb").process_group(0);
+            // Without a terminal, colour codes only reach the model as
+            // noise; the caller's `env` may say otherwise.
+            cmd.env("TERM", "dumb")
+                .env("NO_COLOR", "1")
+                .process_group(0);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -101,7 +108,7 @@ impl std::fmt::Display for ExitInfo {
         match (self.exit_code, self.signal) {
             (Some(code), _) => write!(f, "exit code {code}"),
             (None, Some(sig)) => write!(f, "killed by signal {sig} ({})", signal_name(sig)),
-            (None, None) => f.write_str("unknown exit status"),
+            (None, None) => f.write_str("exit status unknown"),
         }
     }
 }
@@ -115,6 +122,31 @@ pub fn kill_group(pgid: u32, signal: i32) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::last_os_error())
     }
+}
+
+/// True while the process group `pgid` has a member that is not a zombie
+/// (a zombie still takes signals, but runs no more).
+pub fn group_alive(pgid: u32) -> bool {
+    if kill_group(pgid, 0).is_err() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.filter_map(Result::ok).any(|entry| {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            return false;
+        };
+        // "pid (comm) state ppid pgrp ...": the name may hold spaces and
+        // parentheses, so fields are counted after the last ')'.
+        let mut fields = stat
+            .rsplit_once(')')
+            .map_or("", |(_, f)| f)
+            .split_whitespace();
+        let state = fields.next();
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+        pgrp == Some(pgid) && state != Some("Z")
+    })
 }
 
 /// Signals a model may send, by name.
@@ -162,19 +194,25 @@ pub struct Finished {
     pub timed_out: bool,
     pub cancelled: bool,
     /// Output was still open when the shell exited (it left processes
-    /// behind that hold it); what they print later is not captured.
+    /// behind that hold it); what they print later is not captured here.
     pub output_left_open: bool,
+    /// The processes the command left running in its process group (`cmd
+    /// &`), tracked as a job: listed by process_list, reached by
+    /// process_kill, ended at shutdown; what they print goes to its output.
+    pub left_running: Option<Arc<Job>>,
     pub duration: Duration,
 }
 
 /// Runs `spec` to completion, with stdin from /dev/null, keeping at most
 /// `limit` bytes of each stream. On timeout or cancellation the whole
-/// process group is killed.
+/// process group is killed. Processes the shell leaves running in its
+/// group become a job of `jobs` ([`Finished::left_running`]).
 pub async fn run_foreground(
     spec: &CommandSpec,
     timeout: Duration,
     limit: usize,
     cancel: &CancellationToken,
+    jobs: &Jobs,
 ) -> std::io::Result<Finished> {
     let started = Instant::now();
     let mut child = spec
@@ -189,15 +227,19 @@ pub async fn run_foreground(
     let mut group = GroupGuard(Some(pgid));
     let stdout = Arc::new(Mutex::new(HeadTail::new(limit)));
     let stderr = Arc::new(Mutex::new(HeadTail::new(limit)));
+    // Once the shell has exited, what the processes it left print goes to
+    // the job that tracks them.
+    let adopted: Arc<OnceLock<Arc<Job>>> = Arc::default();
+    let sink = |buf: &Arc<Mutex<HeadTail>>| {
+        let (buf, adopted) = (buf.clone(), adopted.clone());
+        move |bytes: &[u8]| match adopted.get() {
+            Some(job) => job.push_output(bytes),
+            None => lock(&buf).push(bytes),
+        }
+    };
     let readers = [
-        tokio::spawn(pump(child.stdout.take(), {
-            let stdout = stdout.clone();
-            move |bytes| lock(&stdout).push(bytes)
-        })),
-        tokio::spawn(pump(child.stderr.take(), {
-            let stderr = stderr.clone();
-            move |bytes| lock(&stderr).push(bytes)
-        })),
+        tokio::spawn(pump(child.stdout.take(), sink(&stdout))),
+        tokio::spawn(pump(child.stderr.take(), sink(&stderr))),
     ];
 
     let (mut timed_out, mut cancelled) = (false, false);
@@ -218,15 +260,26 @@ pub async fn run_foreground(
     group.0 = None;
 
     let mut output_left_open = false;
+    let mut open_readers = Vec::new();
+    let drained_by = tokio::time::Instant::now() + DRAIN_GRACE;
     for mut reader in readers {
-        if tokio::time::timeout(DRAIN_GRACE, &mut reader)
+        if tokio::time::timeout_at(drained_by, &mut reader)
             .await
             .is_err()
         {
-            reader.abort();
+            open_readers.push(reader);
             output_left_open = true;
         }
     }
+    let left_running = if group_alive(pgid) {
+        let job = jobs.adopt(pgid, &spec.command)?;
+        let _ = adopted.set(job.clone());
+        // The readers carry on into the job, until the last process goes.
+        Some(job)
+    } else {
+        open_readers.iter().for_each(tokio::task::JoinHandle::abort);
+        None
+    };
     let take = |buf: Arc<Mutex<HeadTail>>| std::mem::replace(&mut *lock(&buf), HeadTail::new(0));
     Ok(Finished {
         exit: Some(status.into()),
@@ -235,6 +288,7 @@ pub async fn run_foreground(
         timed_out,
         cancelled,
         output_left_open,
+        left_running,
         duration: started.elapsed(),
     })
 }
@@ -536,6 +590,12 @@ impl Job {
             }
         }
     }
+
+    /// Adds output to the job's ring and log, waking whoever waits on it.
+    pub fn push_output(&self, bytes: &[u8]) {
+        lock(&self.output).push(bytes);
+        self.changed.send_modify(|v| *v += 1);
+    }
 }
 
 /// The background jobs of this server.
@@ -559,6 +619,55 @@ impl Jobs {
             log_dir,
             inner: Mutex::new(JobsInner::default()),
         })
+    }
+
+    /// Tracks the processes a foreground command left running in its
+    /// process group `pgid` as a job: no stdin, its output whatever reaches
+    /// [`Job::push_output`]. It counts as exited once the group is empty
+    /// (checked every [`LEFTOVER_POLL`]); how its processes ended is unknown.
+    pub fn adopt(&self, pgid: u32, command: &str) -> std::io::Result<Arc<Job>> {
+        let number = {
+            let mut inner = lock(&self.inner);
+            inner.next_id += 1;
+            inner.next_id
+        };
+        let id = format!("p{number}");
+        let log_path = self.log_dir.join(format!("{id}.log"));
+        let log = std::fs::File::create(&log_path)?;
+        let (changed, _) = watch::channel(0);
+        let job = Arc::new(Job {
+            id,
+            pid: pgid,
+            command: command.to_owned(),
+            started: SystemTime::now(),
+            log_path,
+            output: Mutex::new(Ring {
+                buf: VecDeque::new(),
+                start: 0,
+                log: Some(log),
+                logged: 0,
+            }),
+            exit: Mutex::new(None),
+            stdin: tokio::sync::Mutex::new(None),
+            terminal: None,
+            changed,
+        });
+        let watcher = job.clone();
+        tokio::spawn(async move {
+            while group_alive(pgid) {
+                tokio::time::sleep(LEFTOVER_POLL).await;
+            }
+            let unknown = ExitInfo {
+                exit_code: None,
+                signal: None,
+            };
+            *lock(&watcher.exit) = Some((unknown, Instant::now()));
+            watcher.changed.send_modify(|v| *v += 1);
+        });
+        let mut inner = lock(&self.inner);
+        inner.jobs.insert(number, job.clone());
+        prune(&mut inner.jobs, Instant::now());
+        Ok(job)
     }
 
     /// Starts `spec` detached: its own process group, stdin a pipe the
@@ -710,10 +819,7 @@ fn prune(jobs: &mut BTreeMap<u64, Arc<Job>>, now: Instant) {
 
 /// Where a job's output goes: its ring and log, waking whoever waits on it.
 fn job_output(job: Arc<Job>) -> impl FnMut(&[u8]) {
-    move |bytes| {
-        lock(&job.output).push(bytes);
-        job.changed.send_modify(|v| *v += 1);
-    }
+    move |bytes| job.push_output(bytes)
 }
 
 #[cfg(test)]

@@ -64,13 +64,14 @@ pub struct RunCommandOutput {
     pub timed_out: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<u64>,
-    /// Id of a background job, for the process tools.
+    /// Id for the process tools: of a background job, or of the processes a
+    /// foreground command left running (`cmd &`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Process id (and process group id) of a background job.
+    /// Process id (and process group id) of that job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
-    /// File that receives a background job's output.
+    /// File that receives that job's output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_path: Option<String>,
 }
@@ -82,7 +83,8 @@ impl Tools {
             code, stdout, stderr; a non-zero exit is a normal result. Long output keeps its head and \
             tail. timeout_ms kills the whole process group. background=true returns at once with an \
             id for long-running processes such as servers; with pty=true too it runs on a terminal \
-            (TERM=xterm-256color, cols x rows) for interactive programs. Not confined to the workspace.",
+            (TERM=xterm-256color, cols x rows) for interactive programs. Without a terminal: \
+            NO_COLOR=1, TERM=dumb unless env sets them. Not confined to the workspace.",
         output_schema = schema::<RunCommandOutput>(),
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = true)
     )]
@@ -154,6 +156,7 @@ impl Tools {
             Duration::from_millis(timeout_ms),
             OUTPUT_LIMIT,
             &context.ct,
+            &self.state.jobs,
         )
         .await
         .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
@@ -188,10 +191,18 @@ impl Tools {
         } else {
             text.push_str(&format!("[{exit}, {ms} ms]"));
         }
-        if done.output_left_open {
+        if let Some(job) = &done.left_running {
+            text.push_str(&format!(
+                "\n[the command left processes running (process group {}); they are tracked \
+                 as {id}: read their output with process_output, stop them with process_kill \
+                 {id}; they are ended when the server stops]",
+                job.pid,
+                id = job.id
+            ));
+        } else if done.output_left_open {
             text.push_str(
-                "\n[the command left processes running that hold its output open; \
-                 their later output is not captured: use background=true for those]",
+                "\n[the command left processes running outside its process group that hold \
+                 its output open; their later output is not captured: use background=true for those]",
             );
         }
         let cut = done.stdout.cut() + done.stderr.cut();
@@ -203,9 +214,12 @@ impl Tools {
             output_cut_bytes: Some(cut),
             timed_out: done.timed_out,
             duration_ms: Some(ms),
-            id: None,
-            pid: None,
-            log_path: None,
+            id: done.left_running.as_ref().map(|j| j.id.clone()),
+            pid: done.left_running.as_ref().map(|j| j.pid),
+            log_path: done
+                .left_running
+                .as_ref()
+                .map(|j| j.log_path.display().to_string()),
         };
         Ok(success(text, &out))
     }
