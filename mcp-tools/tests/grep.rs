@@ -212,7 +212,7 @@ async fn tool_list_stays_small() {
     let client = server.client().await;
     let tools = client.list_all_tools().await.unwrap();
     let bytes = serde_json::to_vec(&tools).unwrap().len();
-    assert!(bytes < 28 * 1024, "tools/list is {bytes} bytes");
+    assert!(bytes < 24 * 1024, "tools/list is {bytes} bytes");
     assert!(tools.len() >= 15, "{} tools", tools.len());
 }
 

@@ -58,8 +58,10 @@ pub struct ReadFileOutput {
     pub crlf: bool,
     /// The file is not valid UTF-8; invalid bytes are shown as U+FFFD.
     pub lossy: bool,
-    /// utf-8, utf-8-bom, utf-16le or utf-16be; edit_file and write_file keep it.
-    pub encoding: String,
+    /// Of a text file: utf-8, utf-8-bom, utf-16le or utf-16be; edit_file
+    /// and write_file keep it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Lines longer than 2000 characters that were cut.
     pub cut_lines: usize,
     /// For an image (returned as image content; `content` is empty).
@@ -84,6 +86,7 @@ impl ReadFileOutput {
             sha256,
             crlf: false,
             lossy: false,
+            encoding: None,
             cut_lines: 0,
             image: None,
             notebook: None,
@@ -362,7 +365,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
         sha256: hex(&hashing.hasher.finalize()),
         crlf,
         lossy,
-        encoding: encoding.name().to_owned(),
+        encoding: Some(encoding.name().to_owned()),
         cut_lines,
         image: None,
         notebook: None,

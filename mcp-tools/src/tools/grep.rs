@@ -75,7 +75,7 @@ pub struct GrepArgs {
     /// Skip this many entries first, to page through results.
     #[serde(default)]
     pub offset: usize,
-    /// Search hidden files and folders (default true); false skips them.
+    /// Search hidden files and folders; false skips them.
     #[serde(default = "default_true")]
     pub hidden: bool,
     /// Also search files that .gitignore/.ignore exclude.

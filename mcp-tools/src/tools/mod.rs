@@ -210,38 +210,40 @@ impl Tools {
 
 /// Shapes a tool's schemas for the clients that read them: the input
 /// schema made portable ([`arguments::portable_schema`]: one JSON type per
-/// parameter, no references), and no `$schema` or integer `format` on the
-/// output schema (clients know the dialect, and a model reads every byte of
-/// tools/list on every turn).
+/// parameter, no references). The output schema keeps its structure and
+/// types, for clients that validate `structuredContent`, and loses what
+/// only words are for (`description`, `minimum`, integer `format`,
+/// `$schema`): models do not read it, and tools/list stays small (under
+/// 24 KB) for the clients that send all of it on every turn.
 fn compact(mut tool: Tool) -> Tool {
     tool.input_schema = Arc::new(arguments::portable_schema(&tool.input_schema));
-    tool.output_schema = tool.output_schema.as_ref().map(trimmed);
+    tool.output_schema = tool.output_schema.as_ref().map(|schema| {
+        let mut schema = (**schema).clone();
+        schema.remove("$schema");
+        structure_only(&mut schema);
+        Arc::new(schema)
+    });
     tool
 }
 
-fn trimmed(schema: &Arc<JsonObject>) -> Arc<JsonObject> {
-    let mut schema = (**schema).clone();
-    schema.remove("$schema");
-    drop_integer_formats(&mut schema);
-    Arc::new(schema)
-}
-
-fn drop_integer_formats(schema: &mut JsonObject) {
-    let integer = match schema.get("type") {
-        Some(serde_json::Value::String(t)) => t == "integer",
-        Some(serde_json::Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
-        _ => false,
-    };
-    if integer {
-        schema.remove("format");
+/// Removes the keywords of `schema` (and of the schemas in it) that do not
+/// constrain structure or types. Members of `properties` and `$defs` are
+/// names, not keywords, and are kept.
+fn structure_only(schema: &mut JsonObject) {
+    for keyword in ["description", "title", "minimum", "format"] {
+        schema.remove(keyword);
     }
-    for value in schema.values_mut() {
+    for (key, value) in schema.iter_mut() {
         match value {
-            serde_json::Value::Object(inner) => drop_integer_formats(inner),
+            serde_json::Value::Object(inner) if key == "properties" || key == "$defs" => inner
+                .values_mut()
+                .filter_map(serde_json::Value::as_object_mut)
+                .for_each(structure_only),
+            serde_json::Value::Object(inner) => structure_only(inner),
             serde_json::Value::Array(items) => items
                 .iter_mut()
                 .filter_map(serde_json::Value::as_object_mut)
-                .for_each(drop_integer_formats),
+                .for_each(structure_only),
             _ => {}
         }
     }

@@ -27,7 +27,7 @@ pub struct SearchFilesArgs {
     pub path: String,
     /// Most files to return (default 500).
     pub limit: Option<usize>,
-    /// Search hidden files and folders (default true); false skips them.
+    /// Search hidden files and folders; false skips them.
     #[serde(default = "default_true")]
     pub hidden: bool,
     /// Also search files that .gitignore/.ignore exclude.
