@@ -202,6 +202,10 @@ pub struct FileOperationRequest {
 pub struct FileOperationResponse {
     /// The file's text (read-file); absent for write-file.
     pub content: Option<String>,
+    /// How the file stores its text (read-file): `utf-8`, `utf-8-bom`,
+    /// `utf-16le` or `utf-16be` (a BOM-marked file is returned decoded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<String>,
     /// Always true (failures are error answers).
     pub success: bool,
 }

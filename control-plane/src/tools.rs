@@ -121,8 +121,18 @@ pub async fn write_file(
     Ok(())
 }
 
+/// A file's text as read-file returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileText {
+    /// The text, decoded (without a BOM).
+    pub content: String,
+    /// How the file stores it: `utf-8`, `utf-8-bom`, `utf-16le` or
+    /// `utf-16be`, as the sandbox's read_file tool names it.
+    pub encoding: String,
+}
+
 /// The text of `req.path` in sandbox `id`, read through its `read_file`
-/// tool.
+/// tool; a UTF-16 or BOM-marked file comes back decoded, its encoding named.
 ///
 /// Errors: `Invalid` when the tool could not return the file as it is
 /// (an image, not UTF-8, too large, lines too long): this endpoint answers
@@ -132,7 +142,7 @@ pub async fn read_file(
     caller: &Caller,
     id: &SandboxId,
     req: FileOperationRequest,
-) -> Result<String> {
+) -> Result<FileText> {
     check_path(&req.path)?;
     let target = sandboxes.call_target(caller, id)?;
     // raw: a notebook's JSON, not its cells rendered for a model.
@@ -181,8 +191,17 @@ pub async fn read_file(
             }
         )));
     }
+    let encoding = out
+        .structured
+        .get("encoding")
+        .and_then(Value::as_str)
+        .unwrap_or("utf-8")
+        .to_owned();
     match out.structured.get("content").and_then(Value::as_str) {
-        Some(c) => Ok(c.to_string()),
+        Some(c) => Ok(FileText {
+            content: c.to_string(),
+            encoding,
+        }),
         None => Err(ProviderError::failed(format!(
             "sandbox {id}'s read_file answered without content"
         ))

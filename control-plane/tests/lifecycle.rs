@@ -667,6 +667,22 @@ async fn read_file_refuses_what_it_cannot_return_as_is() {
         " c a f 351\n"
     );
 
+    // UTF-16 with a BOM (what PowerShell's `>` writes) is text: it comes
+    // back decoded, its encoding named.
+    let r = s
+        .run(&id, r"printf '\377\376h\000i\000\n\000' > utf16.txt")
+        .await;
+    assert_eq!(r["exit_code"], 0, "{r}");
+    let (status, body) = s
+        .post(
+            "/sandboxes/read-file",
+            json!({ "sandbox_id": id, "path": "utf16.txt" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["content"], "hi\n", "{body}");
+    assert_eq!(body["encoding"], "utf-16le", "{body}");
+
     // An image is binary: a clear 400, not a failure of the sandbox.
     let png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
     let r = s

@@ -175,6 +175,7 @@ pub async fn write_file(
     tools::write_file(&state.sandboxes, &caller, &id, req).await?;
     Ok(Json(FileOperationResponse {
         content: None,
+        encoding: None,
         success: true,
     }))
 }
@@ -192,9 +193,10 @@ pub async fn read_file(
     ApiJson(req): ApiJson<FileOperationRequest>,
 ) -> Result<Json<FileOperationResponse>> {
     let id = sandbox_id(&req.sandbox_id)?;
-    let content = tools::read_file(&state.sandboxes, &caller, &id, req).await?;
+    let text = tools::read_file(&state.sandboxes, &caller, &id, req).await?;
     Ok(Json(FileOperationResponse {
-        content: Some(content),
+        content: Some(text.content),
+        encoding: Some(text.encoding),
         success: true,
     }))
 }
