@@ -22,8 +22,11 @@ pub enum ClientError {
     /// The server answered with an error body.
     #[error("{message} (HTTP {status}, {code})")]
     Api {
+        /// The HTTP status.
         status: u16,
+        /// The stable `error.code` (see `model::ErrorBody`).
         code: String,
+        /// What happened and, where there is something to do, what.
         message: String,
     },
     /// The server could not be reached or answered something unreadable.

@@ -222,6 +222,7 @@ pub struct SetTimeoutRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListResponse {
+    /// This page, oldest first.
     pub sandboxes: Vec<SandboxInfo>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     pub next_cursor: Option<String>,

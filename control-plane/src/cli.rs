@@ -21,6 +21,7 @@ use crate::model::*;
     control-plane exec $ID -- uname -a\n  \
     control-plane mcp-config $ID      # prints the `claude mcp add` line")]
 pub struct Cli {
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
 

@@ -102,6 +102,7 @@ pub struct ServeConfig {
     #[arg(long, env = "CONTROL_PLANE_MAX_RUNNING", default_value_t = 50)]
     pub max_running: usize,
 
+    /// Settings of the local provider.
     #[command(flatten)]
     pub local: LocalConfig,
 
@@ -113,6 +114,7 @@ pub struct ServeConfig {
     #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// Settings of the e2b provider.
     #[command(flatten)]
     pub e2b: E2bConfig,
 }
@@ -216,6 +218,7 @@ impl std::fmt::Debug for E2bConfig {
 /// One configured API key.
 #[derive(Clone)]
 pub struct ApiKey {
+    /// The secret itself, at least 16 characters. Never logged.
     pub key: String,
     /// When set, the key only sees this user's sandboxes.
     pub user: Option<String>,

@@ -95,11 +95,15 @@ impl SandboxRecord {
 /// Filters of `GET /sandboxes`.
 #[derive(Debug, Default, Clone)]
 pub struct ListFilter {
+    /// Only this user's sandboxes.
     pub user_id: Option<String>,
+    /// Only sandboxes in this state.
     pub state: Option<SandboxState>,
+    /// Only sandboxes whose metadata has all these pairs.
     pub metadata: Vec<(String, String)>,
     /// Rows strictly after this (created_at, id) position.
     pub after: Option<(i64, String)>,
+    /// At most this many rows (`usize::MAX`: all).
     pub limit: usize,
 }
 
@@ -129,6 +133,7 @@ impl Store {
         Ok(f(&conn)?)
     }
 
+    /// Adds a record (its id must be new).
     pub fn insert(&self, r: &SandboxRecord) -> Result<()> {
         self.with(|c| {
             c.execute(
@@ -219,6 +224,7 @@ impl Store {
         })
     }
 
+    /// The records `f` selects, oldest first, at most `f.limit`.
     pub fn list(&self, f: &ListFilter) -> Result<Vec<SandboxRecord>> {
         let mut sql = String::from("SELECT * FROM sandboxes WHERE 1 = 1");
         let mut args: Vec<rusqlite::types::Value> = Vec::new();
@@ -266,6 +272,7 @@ impl Store {
         })
     }
 
+    /// How many sandboxes are in `state`.
     pub fn count_in_state(&self, state: SandboxState) -> Result<usize> {
         self.with(|c| {
             c.query_row(

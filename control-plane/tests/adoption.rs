@@ -105,6 +105,7 @@ async fn a_reused_pid_is_never_taken_for_the_sandbox() {
         .collect();
     assert_eq!(dead_server.len(), 1);
     let gone_pid = dead_server[0];
+    // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
     unsafe { libc::kill(gone_pid as i32, libc::SIGKILL) };
     assert!(
         eventually(Duration::from_secs(10), async || !s

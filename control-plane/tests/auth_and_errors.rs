@@ -356,6 +356,7 @@ fn api_keys_never_reach_the_log() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
     });
+    // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

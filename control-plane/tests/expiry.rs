@@ -70,6 +70,7 @@ async fn expired_gone_sandboxes_are_deleted() {
     for pid in s.sandbox_servers() {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         if String::from_utf8_lossy(&cmdline).contains(&id) {
+            // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }

@@ -231,6 +231,7 @@ async fn a_sandbox_whose_process_died_is_paused_and_can_be_deleted() {
     let pids = s.sandbox_servers();
     assert_eq!(pids.len(), 1, "one mcp-tools per sandbox: {pids:?}");
     assert_eq!(s.run(&id, "echo up").await["stdout"], "up\n");
+    // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
     unsafe {
         libc::kill(pids[0] as i32, libc::SIGKILL);
     }
@@ -447,6 +448,7 @@ async fn a_sandbox_that_dies_is_noticed_without_being_asked() {
     let id = s.create("dana").await;
     s.run(&id, "echo keep > kept.txt").await;
     for pid in s.sandbox_servers() {
+        // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
         unsafe {
             libc::kill(pid as i32, libc::SIGKILL);
         }

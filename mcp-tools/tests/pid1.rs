@@ -93,6 +93,7 @@ async fn orphans_are_reaped_when_the_server_is_pid_1() {
     drop(client);
     // SIGTERM the namespace's PID 1 (unshare's child): it forwards the
     // signal to the server and exits with the server's status.
+    // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
     unsafe { libc::kill(guard.init().expect("namespace init"), libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -123,6 +124,7 @@ impl Drop for Namespace {
     fn drop(&mut self) {
         // Killing PID 1 of a PID namespace kills every process in it.
         if let Some(init) = self.init() {
+            // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
             unsafe { libc::kill(init, libc::SIGKILL) };
         }
     }

@@ -33,6 +33,7 @@ async fn to_completion<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("operation failed: {e}")))??)
 }
 
+/// `GET /health`: the service answers, and with which provider.
 #[utoipa::path(get, path = "/health", responses((status = 200, body = HealthResponse)))]
 pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     Json(HealthResponse {
@@ -43,6 +44,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
     })
 }
 
+/// `POST /sandboxes/create`: creates a sandbox and answers once it runs.
 #[utoipa::path(
     post, path = "/sandboxes/create", request_body = CreateSandboxRequest,
     responses(
@@ -63,6 +65,7 @@ pub async fn create(
     ))
 }
 
+/// `GET /sandboxes`: one page of the sandboxes the caller may see.
 #[utoipa::path(
     get, path = "/sandboxes",
     params(
@@ -104,6 +107,7 @@ pub async fn list(
     Ok(Json(state.sandboxes.list(&caller, q).await?))
 }
 
+/// `POST /sandboxes/connect`: resumes a paused sandbox, or pushes a running one's expiry forward.
 #[utoipa::path(
     post, path = "/sandboxes/connect", request_body = SandboxIdRequest,
     responses(
@@ -125,6 +129,7 @@ pub async fn connect(
     }))
 }
 
+/// `POST /sandboxes/run-command`: runs a shell command in the sandbox.
 #[utoipa::path(
     post, path = "/sandboxes/run-command", request_body = RunCommandRequest,
     responses(
@@ -145,6 +150,7 @@ pub async fn run_command(
     ))
 }
 
+/// `POST /sandboxes/expose-port`: the URL of a port inside the sandbox.
 #[utoipa::path(
     post, path = "/sandboxes/expose-port", request_body = ExposePortRequest,
     responses((status = 200, body = ExposePortResponse), (status = 404, body = ErrorResponse))
@@ -159,6 +165,7 @@ pub async fn expose_port(
     Ok(Json(ExposePortResponse { url }))
 }
 
+/// `POST /sandboxes/write-file`: creates or replaces a text file in the workspace.
 #[utoipa::path(
     post, path = "/sandboxes/write-file", request_body = FileOperationRequest,
     responses(
@@ -180,6 +187,7 @@ pub async fn write_file(
     }))
 }
 
+/// `POST /sandboxes/read-file`: a whole text file of the workspace.
 #[utoipa::path(
     post, path = "/sandboxes/read-file", request_body = FileOperationRequest,
     responses(
@@ -201,6 +209,7 @@ pub async fn read_file(
     }))
 }
 
+/// `GET /sandboxes/{id}/status`: the sandbox as it is now.
 #[utoipa::path(
     get, path = "/sandboxes/{id}/status", params(("id" = String, Path)),
     responses(
@@ -217,6 +226,7 @@ pub async fn status(
     Ok(Json(state.sandboxes.status(&caller, &id).await?))
 }
 
+/// `DELETE /sandboxes/{id}`: removes the sandbox and its files.
 #[utoipa::path(
     delete, path = "/sandboxes/{id}", params(("id" = String, Path)),
     responses(
@@ -235,6 +245,7 @@ pub async fn delete_sandbox(
     Ok(Json(DeleteResponse { success: true }))
 }
 
+/// `POST /sandboxes/{id}/timeout`: sets the inactivity timeout, counted from now.
 #[utoipa::path(
     post, path = "/sandboxes/{id}/timeout", params(("id" = String, Path)),
     request_body = SetTimeoutRequest,
@@ -255,6 +266,7 @@ pub async fn set_timeout(
     ))
 }
 
+/// `POST /sandboxes/{id}/pause`: stops the sandbox, keeping its files.
 #[utoipa::path(
     post, path = "/sandboxes/{id}/pause", params(("id" = String, Path)),
     responses(
@@ -277,6 +289,7 @@ pub async fn pause(
     }))
 }
 
+/// `POST /sandboxes/{id}/resume`: starts a paused sandbox again.
 #[utoipa::path(
     post, path = "/sandboxes/{id}/resume", params(("id" = String, Path)),
     responses(

@@ -916,6 +916,7 @@ fn stop_child(x: &mut Sandbox) {
 
 /// SIGTERM (mcp-tools then stops its jobs), SIGKILL after a grace period.
 fn stop(mut child: Child) {
+    // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }

@@ -141,6 +141,7 @@ impl Server {
     /// SIGTERM and wait: the graceful path.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
             unsafe {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }
@@ -228,6 +229,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
             unsafe {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }
@@ -243,6 +245,7 @@ impl Drop for Server {
         }
         // Never leave sandboxes behind, whatever the test did.
         for pid in self.sandbox_processes() {
+            // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
             unsafe {
                 libc::kill(pid as i32, libc::SIGKILL);
             }

@@ -138,6 +138,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for the process to exit.
     pub fn stop(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) with a pid this test started or found; no memory is involved.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         self.child.wait().expect("wait for mcp-tools")
     }

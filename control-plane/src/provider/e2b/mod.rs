@@ -47,8 +47,11 @@ use crate::model::SandboxState;
 pub const TRAFFIC_HEADER: &str = "e2b-traffic-access-token";
 /// Metadata keys the control plane puts on every sandbox it creates, so E2B's
 /// own list can be filtered by them.
+/// Says which program made the sandbox: `managed_by=control-plane`.
 pub const META_MANAGED_BY: &str = "managed_by";
+/// The control plane's id of the sandbox.
 pub const META_SANDBOX_ID: &str = "control_plane_sandbox_id";
+/// The owner, as the control plane knows it.
 pub const META_USER_ID: &str = "control_plane_user_id";
 const MANAGED_BY: &str = "control-plane";
 /// Port of code-server in the template, when it is built with it.
