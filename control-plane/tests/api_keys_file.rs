@@ -20,7 +20,7 @@ async fn keys_come_from_the_file_with_users_and_comments() {
     std::fs::write(
         &file,
         format!(
-            "# keys of this control plane\n\n  {KEY_ADMIN}  \n{KEY_ALICE}:alice\n# {KEY_BOB}:bob\n"
+            "# keys\n\n  {KEY_ADMIN}  \n{KEY_ALICE}:alice\n# {KEY_BOB}:bob\n"
         ),
     )
     .unwrap();
