@@ -19,9 +19,7 @@ async fn keys_come_from_the_file_with_users_and_comments() {
     let file = dir.path().join("keys");
     std::fs::write(
         &file,
-        format!(
-            "# keys\n\n  {KEY_ADMIN}  \n{KEY_ALICE}:alice\n# {KEY_BOB}:bob\n"
-        ),
+        format!("# keys\n\n  {KEY_ADMIN}  \n{KEY_ALICE}:alice\n# {KEY_BOB}:bob\n"),
     )
     .unwrap();
     let mut s = Server::start_with(Options {
