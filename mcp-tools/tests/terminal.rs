@@ -59,6 +59,14 @@ async fn python_repl_answers_on_the_screen() {
     wait_screen(&client, &id, "^>>>$").await;
     input(&client, &id, "1+1\n", &[]).await;
     wait_screen(&client, &id, r">>> 1\+1\n2\n>>>").await;
+    // The raw stream ends lines with \r\n; `$` matches there too.
+    let raw = ok(&call(
+        &client,
+        "process_wait",
+        json!({"id": id, "until_regex": "^2$", "timeout_ms": 20000}),
+    )
+    .await);
+    assert_eq!(raw["reason"], "matched", "{raw}");
     let out = screen(&client, &id).await;
     let rows: Vec<&str> = out["rows"]
         .as_array()

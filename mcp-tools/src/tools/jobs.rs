@@ -269,6 +269,8 @@ impl Tools {
             .map(|r| {
                 regex::bytes::RegexBuilder::new(r)
                     .multi_line(true)
+                    // A terminal ends lines with \r\n; `$` still matches there.
+                    .crlf(true)
                     .size_limit(1 << 20)
                     .build()
                     .map_err(|e| ToolError::InvalidArgument(format!("invalid until_regex: {e}")))
