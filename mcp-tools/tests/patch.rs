@@ -306,3 +306,34 @@ async fn malformed_binary_and_truncated_patches_are_refused_clearly() {
     }
     assert_eq!(read(&server, "f.txt"), "a\n");
 }
+
+#[tokio::test]
+async fn utf16_and_bom_files_keep_their_encoding() {
+    let server = Server::start();
+    let utf16: Vec<u8> = b"\xFF\xFE"
+        .iter()
+        .copied()
+        .chain(
+            "caf\u{e9}\r\nold\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    std::fs::write(server.path("w.txt"), &utf16).unwrap();
+    std::fs::write(server.path("b.txt"), "\u{feff}one\ntwo\n").unwrap();
+    let client = server.client().await;
+    let patch = "*** Begin Patch\n*** Update File: w.txt\n@@\n caf\u{e9}\n-old\n+new\n\
+                 *** Update File: b.txt\n@@\n-two\n+2\n*** End Patch\n";
+    ok(&call(&client, "apply_patch", json!({ "patch": patch })).await);
+    let expected: Vec<u8> = b"\xFF\xFE"
+        .iter()
+        .copied()
+        .chain(
+            "caf\u{e9}\r\nnew\r\n"
+                .encode_utf16()
+                .flat_map(u16::to_le_bytes),
+        )
+        .collect();
+    assert_eq!(std::fs::read(server.path("w.txt")).unwrap(), expected);
+    assert_eq!(read(&server, "b.txt"), "\u{feff}one\n2\n");
+}

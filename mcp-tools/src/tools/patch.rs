@@ -4,7 +4,8 @@
 //! path checked); only then are the new files written beside their targets,
 //! flushed, and renamed into place. If a rename fails part-way, the files
 //! already replaced are put back. The write lock edit_file and write_file
-//! take is held throughout.
+//! take is held throughout. Files keep their encoding (UTF-8, with or
+//! without BOM, UTF-16 with BOM), line endings and mode.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -24,6 +25,7 @@ use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
 use crate::patch::apply::{Text, apply_hunks};
 use crate::patch::{FileChange, parse};
+use crate::text::Encoding;
 use crate::workspace::{WorkspacePath, op_error};
 
 /// Largest patch text accepted.
@@ -161,20 +163,27 @@ fn load(state: &State, path: &WorkspacePath) -> Result<Option<Original>, ToolErr
 }
 
 /// A file's text, or why it cannot be patched.
-fn text_of(path: &WorkspacePath, bytes: &[u8]) -> Result<Text, ToolError> {
-    if looks_binary(bytes) {
+/// A file's text and how it is stored, or why it cannot be patched.
+fn text_of(path: &WorkspacePath, bytes: &[u8]) -> Result<(Text, Encoding), ToolError> {
+    let sniffed = Encoding::sniff(bytes);
+    if sniffed == Encoding::Utf8 && looks_binary(bytes) {
         return Err(ToolError::Binary {
             path: path.display(),
             size: bytes.len() as u64,
         });
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| {
+    let (text, encoding) = Encoding::decode(bytes).ok_or_else(|| {
         ToolError::InvalidArgument(format!(
-            "'{}' is not valid UTF-8; apply_patch only changes text files",
-            path.display()
+            "'{}' is not valid {}; apply_patch only changes text files",
+            path.display(),
+            if sniffed == Encoding::Utf8 {
+                "UTF-8"
+            } else {
+                sniffed.name()
+            }
         ))
     })?;
-    Ok(Text::parse(text))
+    Ok((Text::parse(&text), encoding))
 }
 
 fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
@@ -228,7 +237,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
                         path.display()
                     ))));
                 };
-                let removed = text_of(&path, &bytes).map_or(0, |t| t.lines.len());
+                let removed = text_of(&path, &bytes).map_or(0, |(t, _)| t.lines.len());
                 PatchedFile {
                     path: path.display(),
                     action: PatchAction::Deleted,
@@ -252,13 +261,13 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
                         "'{shown}' does not exist, so it cannot be updated (use *** Add File: to create it)"
                     ))));
                 };
-                let mut text = text_of(&path, &bytes).map_err(unchanged)?;
+                let (mut text, encoding) = text_of(&path, &bytes).map_err(unchanged)?;
                 apply_hunks(&mut text, hunks).map_err(|e| {
                     ToolError::Failed(format!(
                         "nothing was changed: '{shown}', {e}. Read the file again and resend the whole patch"
                     ))
                 })?;
-                let bytes = text.render().into_bytes();
+                let bytes = encoding.encode(&text.render());
                 let sha = hex(&Sha256::digest(&bytes));
                 let new = Some((bytes, mode.unwrap_or(old_mode)));
                 let (added, removed) = hunks
