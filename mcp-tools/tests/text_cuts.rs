@@ -305,3 +305,24 @@ async fn grep_content_lines_cut_between_characters() {
         }
     }
 }
+
+/// When memory has dropped the start of a job's output at a point inside a
+/// character, reading from before it starts at the next whole character.
+#[tokio::test]
+async fn process_output_resumes_at_a_character_after_dropped_output() {
+    let server = Server::start();
+    let client = server.client().await;
+    // 1.2 MB of '€' (3 bytes each): more than the 1 MiB kept in memory,
+    // which then starts 151 424 bytes in, one byte into a character.
+    let id = background(&client, "yes € | tr -d '\\n' | head -c 1200000").await;
+    wait_exit(&client, &id).await;
+    let out = ok(&call(
+        &client,
+        "process_output",
+        json!({"id": id, "since": 0, "max_chars": 30}),
+    )
+    .await);
+    assert!(out["dropped"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(out["from"].as_u64().unwrap() % 3, 0, "{out}");
+    assert_eq!(out["output"], "€".repeat(10), "{out}");
+}
