@@ -8,9 +8,9 @@
 pub mod auth;
 pub mod config;
 pub mod error;
-pub mod health;
-pub mod init;
+pub mod health_check;
 pub mod jsonrpc;
+pub mod orphan_reaper;
 pub mod output;
 pub mod patch;
 pub mod process;

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_none() {
-        mcp_tools::init::reap_orphans_if_pid1();
+        mcp_tools::orphan_reaper::reap_orphans_if_pid1();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Some(Command::Health { url, timeout_ms }) => {
-                mcp_tools::health::check(&url, Duration::from_millis(timeout_ms)).await?;
+                mcp_tools::health_check::check(&url, Duration::from_millis(timeout_ms)).await?;
                 println!("ok");
                 Ok(())
             }
