@@ -95,6 +95,13 @@ pub struct ServeConfig {
     #[arg(long, env = "MCP_ADDR_FILE")]
     pub addr_file: Option<PathBuf>,
 
+    /// Run as this account (e.g. `user`). Started as root, the server
+    /// switches to the account's user, group and supplementary groups
+    /// before serving, and sets HOME, USER and LOGNAME to the account's;
+    /// started as the account, it carries on. Any other user is an error.
+    #[arg(long, env = "MCP_USER")]
+    pub user: Option<String>,
+
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
     #[arg(long, env = "MCP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,

@@ -5,6 +5,7 @@
 //! binds and serves, [`tools::Tools`] handles MCP. File tools go through
 //! [`workspace::Workspace`], which confines every path to the workspace.
 
+pub mod account;
 pub mod auth;
 pub mod config;
 pub mod error;

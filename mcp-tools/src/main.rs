@@ -10,6 +10,14 @@ use tracing_subscriber::EnvFilter;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_none() {
+        // Before the reaper forks and before any thread starts: both the
+        // reaper and the server run as the account.
+        if let Some(name) = &cli.serve.user
+            && let Err(e) = mcp_tools::account::switch_to(name)
+        {
+            eprintln!("mcp-tools: {e}");
+            return ExitCode::FAILURE;
+        }
         mcp_tools::orphan_reaper::reap_orphans_if_pid1();
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
