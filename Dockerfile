@@ -43,23 +43,17 @@ FROM scratch AS artifacts
 COPY --from=builder /out/mcp-tools /out/control-plane /
 
 # The sandbox as a plain Docker image, the same system as
-# sandbox-template/e2b.Dockerfile (keep the package lists alike: a test
-# compares them). Without a token mcp-tools listens on 127.0.0.1 only, so
-# give it one to reach it from outside the container:
+# sandbox-template/e2b.Dockerfile: both install sandbox-template/packages.txt.
+# Without a token mcp-tools listens on 127.0.0.1 only, so give it one to
+# reach it from outside the container:
 #   docker run -p 6060:6060 -e MCP_AUTH_TOKEN=secret mcp-sandbox
 FROM debian:${DEBIAN_RELEASE}-slim AS sandbox
+COPY sandbox-template/packages.txt /tmp/packages.txt
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        build-essential \
-        ca-certificates \
-        curl \
-        git \
-        procps \
-        python3 \
-        ripgrep \
-        sudo \
-    && rm -rf /var/lib/apt/lists/*
+    && sed -i -e 's/#.*//' /tmp/packages.txt \
+    && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends \
+    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
 RUN useradd --create-home --home-dir /home/user --shell /bin/bash --uid 1000 user \
     && echo 'user ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/user \
     && chmod 0440 /etc/sudoers.d/user \

