@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, unshare, ps, file, mmdebstrap, podman, runc"
+step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, unshare, ps, file, mmdebstrap, podman, runc, musl-gcc"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -37,9 +37,10 @@ fi
 
 # Debian packages behind commands the tests run. The template image is
 # built and run by the tests: mmdebstrap makes its Debian base, podman (with
-# runc) builds it, bubblewrap runs its start command.
+# runc) builds it, bubblewrap runs its start command. musl-gcc compiles the C
+# allocator (mimalloc) into the static musl build.
 declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file
-    [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc)
+    [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [musl-gcc]=musl-tools)
 absent=()
 for cmd in "${!PACKAGE[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || absent+=("${PACKAGE[$cmd]}")
@@ -77,6 +78,7 @@ check "mmdebstrap (the template image's base)" mmdebstrap --version
 check "podman (the template image's build)" podman --version
 check "runc" runc --version
 check "E2B's SDK (the template's SDK definition)" python3 -c 'import e2b'
+check "musl-gcc (musl-tools, for the static build)" musl-gcc --version
 if [ "${#problems[@]}" -gt 0 ]; then
     if in_ci; then
         printf 'error: CI must provide every tool the tests need; missing: %s\n' "${problems[*]}" >&2

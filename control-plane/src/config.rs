@@ -114,6 +114,10 @@ pub struct ServeConfig {
     #[arg(long, env = "CONTROL_PLANE_LOG", default_value = "info")]
     pub log_level: String,
 
+    /// Timeouts and the connection budget of the API server.
+    #[command(flatten)]
+    pub connections: ConnectionArgs,
+
     /// Settings of the e2b provider.
     #[command(flatten)]
     pub e2b: E2bConfig,
@@ -134,6 +138,41 @@ pub struct LocalConfig {
         default_value = "auto"
     )]
     pub isolation: Isolation,
+}
+
+/// What one client connection may take. Once a request's headers are in, its
+/// answer may take as long as it needs (a command runs up to 10 minutes).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connections")]
+pub struct ConnectionArgs {
+    /// Seconds a connection may take to send a request's headers; also how
+    /// long an idle kept-alive connection stays open.
+    #[arg(long, env = "CONTROL_PLANE_HEADER_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a request body may take to arrive whole, counted from its
+    /// headers.
+    #[arg(long, env = "CONTROL_PLANE_BODY_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+
+    /// Most connections open at once, lowered to half the open-files limit.
+    /// Over it, the oldest connection with no request in flight is closed;
+    /// when all are busy, a new one gets 503.
+    #[arg(long, env = "CONTROL_PLANE_MAX_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+}
+
+impl ConnectionArgs {
+    /// The connection limits, with the budget fitted to `open_files` (the
+    /// soft RLIMIT_NOFILE).
+    pub fn limits(&self, open_files: u64) -> http_serve::Limits {
+        http_serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_timeout_secs),
+            body_read_timeout: std::time::Duration::from_secs(self.body_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+        .connection_budget(open_files)
+    }
 }
 
 /// Settings of the `e2b` provider (E2B's cloud microVMs). The environment

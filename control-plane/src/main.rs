@@ -5,6 +5,12 @@ use std::io::IsTerminal;
 use clap::Parser;
 use control_plane::cli::{Cli, Command};
 
+/// mimalloc hands freed memory back to the system within milliseconds;
+/// musl's and glibc's allocators keep a server's peak (a flood of sessions
+/// or requests) resident for good.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Runtime::new() {

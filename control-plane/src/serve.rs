@@ -6,8 +6,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
-
 use crate::config::ServeConfig;
 use crate::error::StartError;
 use crate::sandboxes::Sandboxes;
@@ -31,6 +29,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
             config.host
         )));
     }
+    let open_files = http_serve::raise_open_files_limit().unwrap_or_else(|e| {
+        tracing::warn!("cannot read or raise the open-files limit: {e}");
+        1024
+    });
+    let limits = config.connections.limits(open_files);
+    tracing::info!(
+        open_files,
+        max_connections = limits.max_connections,
+        "open-files limit"
+    );
     create_private_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("control-plane.db"))?;
@@ -75,10 +83,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
         sandboxes: sandboxes.clone(),
         keys: Arc::new(keys),
     });
-    // Without TCP_NODELAY small answers wait for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
     // After the signal, requests in flight (a long command) get a grace period,
     // then the server stops regardless so that sandboxes are paused in time.
     let stopping = Arc::new(tokio::sync::Notify::new());
@@ -90,7 +94,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
         }
     };
     let notified = stopping.notified();
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let server = http_serve::serve(listener, app, limits, signal);
     tokio::select! {
         result = server => result.map_err(StartError::Server)?,
         _ = async { notified.await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -105,6 +106,60 @@ pub struct ServeConfig {
     /// Log level when RUST_LOG is not set (error, warn, info, debug, trace).
     #[arg(long, env = "MCP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// What one client may hold: connections, sessions, background processes.
+/// Defaults suit one agent (or a few) per sandbox.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsConfig {
+    /// Seconds a connection may take to send a request's headers; also how
+    /// long an idle kept-alive connection stays open. Once the headers are
+    /// in, a response may take as long as it needs (streams, long commands).
+    #[arg(long, env = "MCP_HEADER_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a request body may take to arrive whole, counted from its
+    /// headers; a slower one gets 408.
+    #[arg(long, env = "MCP_BODY_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_secs: u64,
+
+    /// Most connections open at once, lowered to half the open-files limit.
+    /// Over it, the oldest connection with no request in flight is closed;
+    /// when all are busy, a new one gets 503.
+    #[arg(long, env = "MCP_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
+
+    /// Most MCP sessions open at once. Over it, a session idle for 10 s or
+    /// more is closed to make room; when none is, initialize gets an error.
+    #[arg(long, env = "MCP_MAX_SESSIONS", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_sessions: u64,
+
+    /// Seconds after which a session with no request in progress and no
+    /// traffic is closed (its client must initialize again).
+    #[arg(long, env = "MCP_SESSION_IDLE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
+    pub session_idle_secs: u64,
+
+    /// Most background processes running at once; run_command with
+    /// background=true is refused over it until one ends or is killed.
+    #[arg(long, env = "MCP_MAX_JOBS", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_jobs: u64,
+}
+
+impl LimitsConfig {
+    /// The connection limits, with the connection budget fitted to
+    /// `open_files` (the soft RLIMIT_NOFILE).
+    pub fn http(&self, open_files: u64) -> http_serve::Limits {
+        http_serve::Limits {
+            header_read_timeout: Duration::from_secs(self.header_timeout_secs),
+            body_read_timeout: Duration::from_secs(self.body_timeout_secs),
+            max_connections: usize::try_from(self.max_connections).unwrap_or(usize::MAX),
+        }
+        .connection_budget(open_files)
+    }
 }
 
 impl ServeConfig {

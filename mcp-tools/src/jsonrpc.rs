@@ -15,18 +15,39 @@ use serde_json::{Value, json};
 /// Largest POST body accepted, as rmcp's own default.
 pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 
+/// What [`reject_malformed`] read from a POST body, left in the request's
+/// extensions for the layers inside it.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The message's `id`; `Null` when it has none (a notification).
+    pub id: Value,
+    /// The method of a request or notification; `None` for a response.
+    pub method: Option<String>,
+}
+
 pub async fn reject_malformed(request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
-    let Ok(bytes) = to_bytes(body, MAX_BODY_BYTES).await else {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Value::Null,
-            -32600,
-            format!("Invalid Request: body larger than {MAX_BODY_BYTES} bytes"),
-        );
+    let (mut parts, body) = request.into_parts();
+    let bytes = match to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) if http_serve::BodyTimeout::caused(&e) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                Value::Null,
+                -32600,
+                format!("Invalid Request: {e}"),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Value::Null,
+                -32600,
+                format!("Invalid Request: body larger than {MAX_BODY_BYTES} bytes"),
+            );
+        }
     };
     let message: Value = match serde_json::from_slice(&bytes) {
         Ok(message) => message,
@@ -52,6 +73,13 @@ pub async fn reject_malformed(request: Request, next: Next) -> Response {
             format!("Invalid Request: {problem}"),
         );
     }
+    parts.extensions.insert(Parsed {
+        id: message.get("id").cloned().unwrap_or(Value::Null),
+        method: message
+            .get("method")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    });
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
@@ -72,7 +100,8 @@ fn invalid_request(message: &Value) -> Option<&'static str> {
     None
 }
 
-fn error(status: StatusCode, id: Value, code: i32, message: String) -> Response {
+/// A JSON-RPC 2.0 error answer with HTTP status `status`.
+pub fn error(status: StatusCode, id: Value, code: i32, message: String) -> Response {
     let body = json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}});
     (status, axum::Json(body)).into_response()
 }

@@ -17,6 +17,7 @@ pub mod patch;
 pub mod process;
 pub mod pty;
 pub mod server;
+pub mod sessions;
 pub mod text;
 pub mod tools;
 pub mod workspace;

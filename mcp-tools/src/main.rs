@@ -7,6 +7,12 @@ use mcp_tools::config::{Cli, Command, ServeConfig};
 use mcp_tools::server::Server;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc hands freed memory back to the system within milliseconds;
+/// musl's and glibc's allocators keep a server's peak (a flood of sessions
+/// or requests) resident for good.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.command.is_none() {

@@ -329,7 +329,9 @@ struct Ring {
     buf: VecDeque<u8>,
     /// Offset in the whole output of `buf[0]`.
     start: u64,
-    log: Option<std::fs::File>,
+    /// The log file, while output still goes to it. It is opened for each
+    /// chunk rather than held, so a job holds no descriptor for it.
+    log: Option<PathBuf>,
     logged: u64,
 }
 
@@ -339,14 +341,23 @@ impl Ring {
     }
 
     fn push(&mut self, bytes: &[u8]) {
-        if let Some(log) = &mut self.log {
+        if let Some(path) = &self.log {
             let room = JOB_LOG_BYTES.saturating_sub(self.logged);
             let n = (bytes.len() as u64).min(room) as usize;
-            if n == 0 || log.write_all(&bytes[..n]).is_err() {
-                let _ = writeln!(
-                    log,
-                    "\n[log file cap reached; further output is only kept in memory]"
-                );
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .and_then(|mut log| {
+                    if n == 0 {
+                        writeln!(
+                            log,
+                            "\n[log file cap reached; further output is only kept in memory]"
+                        )?;
+                        return Err(std::io::ErrorKind::FileTooLarge.into());
+                    }
+                    log.write_all(&bytes[..n])
+                });
+            if written.is_err() {
                 self.log = None;
             }
             self.logged += n as u64;
@@ -598,10 +609,24 @@ impl Job {
     }
 }
 
+/// Why a background job did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error(
+        "{max} background processes are already running, the limit (--max-jobs); wait for one \
+         to finish (process_wait) or stop one (process_kill), then start this one again"
+    )]
+    TooMany { max: usize },
+    #[error("could not start the command: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// The background jobs of this server.
 #[derive(Debug)]
 pub struct Jobs {
     log_dir: PathBuf,
+    /// Most jobs running at once.
+    max_running: usize,
     inner: Mutex<JobsInner>,
 }
 
@@ -612,11 +637,13 @@ struct JobsInner {
 }
 
 impl Jobs {
-    /// Jobs whose logs go to `log_dir` (created if missing).
-    pub fn new(log_dir: PathBuf) -> std::io::Result<Self> {
+    /// Jobs whose logs go to `log_dir` (created if missing), at most
+    /// `max_running` of them running at once.
+    pub fn new(log_dir: PathBuf, max_running: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&log_dir)?;
         Ok(Jobs {
             log_dir,
+            max_running: usize::try_from(max_running).unwrap_or(usize::MAX),
             inner: Mutex::new(JobsInner::default()),
         })
     }
@@ -633,18 +660,18 @@ impl Jobs {
         };
         let id = format!("p{number}");
         let log_path = self.log_dir.join(format!("{id}.log"));
-        let log = std::fs::File::create(&log_path)?;
+        std::fs::File::create(&log_path)?;
         let (changed, _) = watch::channel(0);
         let job = Arc::new(Job {
             id,
             pid: pgid,
             command: command.to_owned(),
             started: SystemTime::now(),
-            log_path,
+            log_path: log_path.clone(),
             output: Mutex::new(Ring {
                 buf: VecDeque::new(),
                 start: 0,
-                log: Some(log),
+                log: Some(log_path),
                 logged: 0,
             }),
             exit: Mutex::new(None),
@@ -671,17 +698,28 @@ impl Jobs {
     }
 
     /// Starts `spec` detached: its own process group, stdin a pipe the
-    /// model can write to, stdout and stderr merged into one output.
-    pub fn spawn(&self, spec: &CommandSpec) -> std::io::Result<Arc<Job>> {
-        let number = {
-            let mut inner = lock(&self.inner);
-            inner.next_id += 1;
-            inner.next_id
-        };
+    /// model can write to, stdout and stderr one pipe (so their lines
+    /// interleave as printed). A running job holds three descriptors here:
+    /// its stdin, its output and its pidfd.
+    ///
+    /// # Errors
+    /// [`SpawnError::TooMany`] when `max_running` jobs run already.
+    pub fn spawn(&self, spec: &CommandSpec) -> Result<Arc<Job>, SpawnError> {
+        // Held until the job is in the table, so two starts cannot both
+        // take the last place.
+        let mut inner = lock(&self.inner);
+        if inner.jobs.values().filter(|j| j.is_running()).count() >= self.max_running {
+            return Err(SpawnError::TooMany {
+                max: self.max_running,
+            });
+        }
+        inner.next_id += 1;
+        let number = inner.next_id;
         let id = format!("p{number}");
         let log_path = self.log_dir.join(format!("{id}.log"));
-        let log = std::fs::File::create(&log_path)?;
+        std::fs::File::create(&log_path)?;
         let mut terminal = None;
+        let mut output = None;
         let mut command = spec.to_command();
         if let Some(size) = spec.terminal {
             let (controller, tty) = pty::open(size)?;
@@ -693,15 +731,22 @@ impl Jobs {
             unsafe { command.pre_exec(pty::make_controlling_terminal) };
             terminal = Some(Arc::new(Terminal::new(controller, size)?));
         } else {
+            // stdout and stderr share one pipe: their lines interleave as
+            // printed, and the job holds one descriptor for both.
+            let (reader, writer) = std::io::pipe()?;
             command
                 .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+                .stdout(writer.try_clone()?)
+                .stderr(writer);
+            output = Some(reader);
         }
         let mut child: Child = command.spawn()?;
-        // Our copies of the terminal side go, so that reading the
-        // controller ends when the job's processes have all closed it.
+        // Our copies of the terminal side (or the pipe's write end) go, so
+        // that reading ends when the job's processes have all closed theirs.
         drop(command);
+        let output = output
+            .map(|r| tokio::net::unix::pipe::Receiver::from_owned_fd(r.into()))
+            .transpose()?;
         let pid = child.id().unwrap_or(0);
         let (changed, _) = watch::channel(0);
         let job = Arc::new(Job {
@@ -709,11 +754,11 @@ impl Jobs {
             pid,
             command: spec.command.clone(),
             started: SystemTime::now(),
-            log_path,
+            log_path: log_path.clone(),
             output: Mutex::new(Ring {
                 buf: VecDeque::new(),
                 start: 0,
-                log: Some(log),
+                log: Some(log_path),
                 logged: 0,
             }),
             exit: Mutex::new(None),
@@ -734,10 +779,7 @@ impl Jobs {
                         .await;
                 })]
             }
-            None => vec![
-                tokio::spawn(pump(child.stdout.take(), job_output(job.clone()))),
-                tokio::spawn(pump(child.stderr.take(), job_output(job.clone()))),
-            ],
+            None => vec![tokio::spawn(pump(output, job_output(job.clone())))],
         };
         let watcher = job.clone();
         tokio::spawn(async move {
@@ -756,7 +798,6 @@ impl Jobs {
             watcher.changed.send_modify(|v| *v += 1);
             *watcher.stdin.lock().await = None;
         });
-        let mut inner = lock(&self.inner);
         inner.jobs.insert(number, job.clone());
         prune(&mut inner.jobs, Instant::now());
         Ok(job)

@@ -7,8 +7,6 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -16,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{TokenSource, require_bearer};
 use crate::config::ServeConfig;
 use crate::process::Jobs;
+use crate::sessions::Sessions;
 use crate::tools::{State, Tools};
 use crate::workspace::Workspace;
 
@@ -27,13 +26,29 @@ pub struct Server {
     listener: TcpListener,
     router: Router,
     state: Arc<State>,
+    sessions: Arc<Sessions>,
+    limits: http_serve::Limits,
     shutdown: CancellationToken,
 }
 
 impl Server {
     /// Opens the workspace and binds the port, so that errors in the
-    /// configuration show before anything is served.
+    /// configuration show before anything is served. Raises the soft
+    /// open-files limit to the hard one, and fits the connection budget to it.
     pub async fn bind(config: &ServeConfig) -> anyhow::Result<Self> {
+        let open_files = match http_serve::raise_open_files_limit() {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!("cannot read or raise the open-files limit: {e}");
+                1024
+            }
+        };
+        let limits = config.limits.http(open_files);
+        tracing::info!(
+            open_files,
+            max_connections = limits.max_connections,
+            "open-files limit"
+        );
         let workspace = Workspace::open(&config.workspace).with_context(|| {
             format!(
                 "cannot open the workspace folder {} (set --workspace or WORKSPACE_DIR to an existing folder)",
@@ -48,7 +63,7 @@ impl Server {
                 state_dir.display()
             );
         }
-        let jobs = Jobs::new(state_dir.join("jobs"))
+        let jobs = Jobs::new(state_dir.join("jobs"), config.limits.max_jobs)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
         let state = Arc::new(State {
             workspace,
@@ -67,11 +82,23 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let bound = listener.local_addr()?;
-        let router = router(config, bound, state.clone(), shutdown.child_token());
+        let sessions = Sessions::new(
+            usize::try_from(config.limits.max_sessions).unwrap_or(usize::MAX),
+            Duration::from_secs(config.limits.session_idle_secs),
+        );
+        let router = router(
+            config,
+            bound,
+            state.clone(),
+            sessions.clone(),
+            shutdown.child_token(),
+        );
         Ok(Server {
             listener,
             router,
             state,
+            sessions,
+            limits,
             shutdown,
         })
     }
@@ -87,21 +114,18 @@ impl Server {
             listener,
             router,
             state,
+            sessions,
+            limits,
             shutdown,
         } = self;
-        // Without TCP_NODELAY each small response waits ~40 ms for the
-        // client's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        sessions.spawn_expiry(shutdown.child_token());
         let signal = shutdown.clone();
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                stop.await;
-                signal.cancel();
-            })
-            .await
-            .context("server failed")?;
+        http_serve::serve(listener, router, limits, async move {
+            stop.await;
+            signal.cancel();
+        })
+        .await
+        .context("server failed")?;
         state.jobs.shutdown(Duration::from_secs(2)).await;
         Ok(())
     }
@@ -114,6 +138,7 @@ pub fn router(
     config: &ServeConfig,
     bound: SocketAddr,
     state: Arc<State>,
+    sessions: Arc<Sessions>,
     shutdown: CancellationToken,
 ) -> Router {
     let mut origins = config.allowed_origins.clone();
@@ -140,13 +165,13 @@ pub fn router(
     };
 
     let tools = Tools::new(state);
-    let mcp = StreamableHttpService::new(
-        move || Ok(tools.clone()),
-        Arc::new(LocalSessionManager::default()),
-        mcp_config,
-    );
+    let mcp = StreamableHttpService::new(move || Ok(tools.clone()), sessions.manager(), mcp_config);
     let mut mcp_routes = Router::new()
         .nest_service("/mcp", mcp)
+        .layer(axum::middleware::from_fn_with_state(
+            sessions,
+            crate::sessions::track,
+        ))
         .layer(axum::middleware::from_fn(crate::jsonrpc::reject_malformed))
         .layer(axum::middleware::from_fn(session_deleted_ok));
     let token = match (&config.token, &config.token_file) {

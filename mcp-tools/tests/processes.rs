@@ -392,3 +392,112 @@ async fn input_to_a_process_that_does_not_read_times_out() {
     let out = ok(&call(&client, "process_kill", json!({"id": id})).await);
     assert_eq!(out["running"], false);
 }
+
+#[tokio::test]
+async fn running_jobs_over_the_cap_are_refused_with_a_clear_message() {
+    let server = Server::start_with(Options {
+        extra_args: vec!["--max-jobs".into(), "3".into()],
+        ..Options::default()
+    });
+    let client = server.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(start(&client, "sleep 30").await.0);
+    }
+    let msg = err(&call(
+        &client,
+        "run_command",
+        json!({"command": "sleep 30", "background": true}),
+    )
+    .await);
+    assert!(
+        msg.contains("3 background processes are already running"),
+        "{msg}"
+    );
+    assert!(msg.contains("--max-jobs"), "{msg}");
+    // Foreground commands are not jobs.
+    ok(&call(&client, "run_command", json!({"command": "true"})).await);
+
+    ok(&call(
+        &client,
+        "process_kill",
+        json!({"id": ids[0], "signal": "KILL"}),
+    )
+    .await);
+    // Its place frees once its exit has been seen.
+    let mut started = false;
+    for _ in 0..50 {
+        let result = call(
+            &client,
+            "run_command",
+            json!({"command": "sleep 30", "background": true}),
+        )
+        .await;
+        if result.is_error != Some(true) {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(started, "no job could start after one was killed");
+}
+
+#[tokio::test]
+async fn process_list_pages_and_filters() {
+    let server = Server::start();
+    let client = server.client().await;
+    let mut running = Vec::new();
+    for _ in 0..3 {
+        running.push(start(&client, "sleep 30").await.0);
+    }
+    let (done, _) = start(&client, "true").await;
+    ok(&call(
+        &client,
+        "process_wait",
+        json!({"id": done, "timeout_ms": 10000}),
+    )
+    .await);
+
+    let page = ok(&call(&client, "process_list", json!({"limit": 2})).await);
+    assert_eq!(page["total"], 4);
+    assert_eq!(page["processes"].as_array().unwrap().len(), 2);
+    assert_eq!(page["processes"][0]["id"], running[0].as_str());
+    assert_eq!(page["next_offset"], 2);
+    let last = ok(&call(&client, "process_list", json!({"limit": 2, "offset": 2})).await);
+    assert_eq!(last["processes"].as_array().unwrap().len(), 2);
+    assert!(last.get("next_offset").is_none(), "{last}");
+
+    let only_running = ok(&call(&client, "process_list", json!({"status": "running"})).await);
+    let ids: Vec<&str> = only_running["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, running.iter().map(String::as_str).collect::<Vec<_>>());
+    let finished = ok(&call(&client, "process_list", json!({"status": "finished"})).await);
+    assert_eq!(finished["total"], 1);
+    assert_eq!(finished["processes"][0]["id"], done.as_str());
+
+    let msg = err(&call(&client, "process_list", json!({"limit": 1000})).await);
+    assert!(msg.contains("limit"), "{msg}");
+}
+
+#[tokio::test]
+async fn a_running_job_holds_few_descriptors() {
+    let server = Server::start();
+    let client = server.client().await;
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{}/fd", server.child.id()))
+            .unwrap()
+            .count()
+    };
+    start(&client, "sleep 30").await;
+    let before = fds();
+    for _ in 0..20 {
+        start(&client, "sleep 30").await;
+    }
+    let per_job = (fds() - before) as f64 / 20.0;
+    // stdin, the merged output, and the pidfd.
+    assert!(per_job <= 3.0, "{per_job} descriptors per job");
+}

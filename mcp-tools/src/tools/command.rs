@@ -231,7 +231,7 @@ impl Tools {
             .state
             .jobs
             .spawn(spec)
-            .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
         let out = RunCommandOutput {
             exit_code: None,
             signal: None,

@@ -139,13 +139,42 @@ fn default_signal() -> String {
     "TERM".to_owned()
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessListOutput {
-    pub processes: Vec<ProcessStatus>,
+/// Default and largest page of process_list.
+const DEFAULT_LIST_LIMIT: usize = 50;
+const MAX_LIST_LIMIT: usize = 200;
+
+/// Which processes process_list shows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ListStatus {
+    #[default]
+    All,
+    Running,
+    Finished,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct NoArgs {}
+pub struct ProcessListArgs {
+    /// Which processes: "all" (default), "running" or "finished".
+    #[serde(default)]
+    pub status: ListStatus,
+    /// How many matching processes to skip, oldest first; pass the previous
+    /// call's next_offset to get the next page.
+    #[serde(default)]
+    pub offset: usize,
+    /// Most processes to return (default 50, max 200).
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ProcessListOutput {
+    pub processes: Vec<ProcessStatus>,
+    /// How many processes match the status filter, across all pages.
+    pub total: usize,
+    /// Pass as `offset` to get the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_offset: Option<usize>,
+}
 
 fn status(job: &Job) -> ProcessStatus {
     let exit = job.exit();
@@ -450,14 +479,41 @@ impl Tools {
     }
 
     #[tool(
-        description = "List background processes: running ones and recently finished ones with their exit status.",
+        description = "List background processes, oldest first: running ones and recently \
+            finished ones with their exit status. Filter with status (running or finished); \
+            long lists come in pages (offset, limit).",
         output_schema = schema::<ProcessListOutput>(),
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
-    pub async fn process_list(&self, Parameters(_): Parameters<NoArgs>) -> ToolResult {
-        let jobs = self.state.jobs.list();
-        let text = if jobs.is_empty() {
-            "No background processes".to_owned()
+    pub async fn process_list(&self, Parameters(args): Parameters<ProcessListArgs>) -> ToolResult {
+        let limit = args.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+        if limit == 0 || limit > MAX_LIST_LIMIT {
+            return Err(ToolError::InvalidArgument(format!(
+                "limit must be between 1 and {MAX_LIST_LIMIT}"
+            )));
+        }
+        let matching: Vec<Arc<Job>> = self
+            .state
+            .jobs
+            .list()
+            .into_iter()
+            .filter(|j| match args.status {
+                ListStatus::All => true,
+                ListStatus::Running => j.is_running(),
+                ListStatus::Finished => !j.is_running(),
+            })
+            .collect();
+        let total = matching.len();
+        let jobs: Vec<Arc<Job>> = matching.into_iter().skip(args.offset).take(limit).collect();
+        let end = args.offset.saturating_add(jobs.len());
+        let next_offset = (end < total).then_some(end);
+        let mut text = if jobs.is_empty() {
+            match (total, args.status) {
+                (0, ListStatus::All) => "No background processes".to_owned(),
+                (0, ListStatus::Running) => "No running background processes".to_owned(),
+                (0, ListStatus::Finished) => "No finished background processes kept".to_owned(),
+                _ => format!("No processes at offset {}; there are {total}", args.offset),
+            }
         } else {
             jobs.iter()
                 .map(|j| {
@@ -472,7 +528,20 @@ impl Tools {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        if let Some(next) = next_offset {
+            text.push_str(&format!(
+                "\n[{}..{} of {total}; more with offset={next}]",
+                args.offset, end
+            ));
+        }
         let processes = jobs.iter().map(|j| status(j)).collect();
-        Ok(success(text, &ProcessListOutput { processes }))
+        Ok(success(
+            text,
+            &ProcessListOutput {
+                processes,
+                total,
+                next_offset,
+            },
+        ))
     }
 }

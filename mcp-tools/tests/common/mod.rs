@@ -34,6 +34,8 @@ pub struct Options {
     pub log_level: Option<&'static str>,
     /// Extra environment variables for the server.
     pub env: Vec<(&'static str, &'static str)>,
+    /// RLIMIT_NOFILE for the server, soft and hard, so it cannot raise it.
+    pub open_files: Option<u64>,
 }
 
 impl Server {
@@ -80,6 +82,23 @@ impl Server {
         }
         if let Some(path) = &opts.token_file {
             cmd.arg("--token-file").arg(path);
+        }
+        if let Some(limit) = opts.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads a struct copied
+            // into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start mcp-tools");
         let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -243,27 +262,50 @@ pub fn write(path: &Path, content: &str) {
 
 /// A hand-made MCP session over plain HTTP, for what the client library
 /// does not expose (sending notifications/cancelled for a request).
+#[derive(Clone)]
 pub struct RawSession {
     http: reqwest::Client,
     url: String,
-    session_id: String,
+    token: Option<String>,
+    pub session_id: String,
 }
 
 impl RawSession {
     pub async fn open(server: &Server) -> RawSession {
-        let http = reqwest::Client::new();
+        match RawSession::try_open(server).await {
+            Ok(raw) => raw,
+            Err(resp) => panic!("initialize: {}", resp.status()),
+        }
+    }
+
+    /// Initializes a session; the answer when the server refuses.
+    pub async fn try_open(server: &Server) -> Result<RawSession, reqwest::Response> {
+        // A client of its own: its own connection.
+        RawSession::try_open_on(reqwest::Client::new(), server.url(), server.token.clone()).await
+    }
+
+    /// Initializes a session at `url` through `http`'s connections.
+    pub async fn try_open_on(
+        http: reqwest::Client,
+        url: String,
+        token: Option<String>,
+    ) -> Result<RawSession, reqwest::Response> {
         let mut raw = RawSession {
             http,
-            url: server.url(),
+            url,
+            token,
             session_id: String::new(),
         };
         let resp = raw
-            .post(
+            .send(
                 json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
                 "protocolVersion": "2025-06-18", "capabilities": {},
                 "clientInfo": {"name": "raw", "version": "1"}}}),
             )
             .await;
+        if !resp.status().is_success() {
+            return Err(resp);
+        }
         raw.session_id = resp.headers()["mcp-session-id"]
             .to_str()
             .unwrap()
@@ -271,10 +313,17 @@ impl RawSession {
         resp.bytes().await.unwrap();
         raw.post(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
             .await;
-        raw
+        Ok(raw)
     }
 
     pub async fn post(&self, body: Value) -> reqwest::Response {
+        let resp = self.send(body).await;
+        assert!(resp.status().is_success(), "POST /mcp: {}", resp.status());
+        resp
+    }
+
+    /// POSTs `body` in this session, whatever the answer.
+    pub async fn send(&self, body: Value) -> reqwest::Response {
         let mut req = self
             .http
             .post(&self.url)
@@ -285,9 +334,22 @@ impl RawSession {
         if !self.session_id.is_empty() {
             req = req.header("mcp-session-id", &self.session_id);
         }
-        let resp = req.send().await.expect("POST /mcp");
-        assert!(resp.status().is_success(), "POST /mcp: {}", resp.status());
-        resp
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("POST /mcp")
+    }
+
+    /// Ends the session (HTTP DELETE); returns the status.
+    pub async fn delete(&self) -> reqwest::StatusCode {
+        let mut req = self
+            .http
+            .delete(&self.url)
+            .header("mcp-session-id", &self.session_id);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("DELETE /mcp").status()
     }
 
     /// Calls a tool with request id `id` and returns the raw answer body.

@@ -42,6 +42,8 @@ pub struct LocalProvider {
     mcp_tools: PathBuf,
     /// The bwrap binary when sandboxes are isolated.
     bwrap: Option<PathBuf>,
+    /// setsid(1), which starts each sandbox in a session of its own.
+    setsid: PathBuf,
     /// Children started by this process, so they can be waited for (no zombies).
     children: Mutex<HashMap<SandboxId, Child>>,
     http: reqwest::Client,
@@ -76,6 +78,11 @@ impl LocalProvider {
                 )
             })?),
         };
+        let setsid = find_on_path("setsid").ok_or_else(|| {
+            StartError::Config(
+                "the local provider needs setsid (util-linux, or busybox) on PATH".into(),
+            )
+        })?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()
@@ -84,6 +91,7 @@ impl LocalProvider {
             sandboxes_dir,
             mcp_tools,
             bwrap,
+            setsid,
             children: Mutex::new(HashMap::new()),
             http,
         })
@@ -189,16 +197,20 @@ impl LocalProvider {
             "--log-level".into(),
             "warn".into(),
         ];
-        let mut cmd = match &self.bwrap {
-            Some(bwrap) => {
-                let mut c = Command::new(bwrap);
-                c.args(bwrap::bwrap_args(&self.sandboxes_dir, dir, &self.mcp_tools));
-                c.arg(&self.mcp_tools);
-                c
-            }
-            None => Command::new(&self.mcp_tools),
-        };
-        cmd.args(&mcp_args)
+        // setsid(1) gives the sandbox a session of its own (so also a process
+        // group): a Ctrl-C on the terminal reaches only the control plane, the
+        // sandbox has no controlling terminal to inject keystrokes into, and
+        // stopping can sweep the whole session. It execs in place (same pid).
+        // A program rather than a pre_exec hook: with a hook the standard
+        // library forks instead of using posix_spawn, and every fork copies
+        // this process's memory, which makes creates slower as it grows.
+        let mut cmd = Command::new(&self.setsid);
+        if let Some(bwrap) = &self.bwrap {
+            cmd.arg(bwrap)
+                .args(bwrap::bwrap_args(&self.sandboxes_dir, dir, &self.mcp_tools));
+        }
+        cmd.arg(&self.mcp_tools)
+            .args(&mcp_args)
             // The sandbox must not inherit this process's secrets (API keys).
             .env_clear()
             .env(
@@ -212,19 +224,6 @@ impl LocalProvider {
             .stdin(Stdio::null())
             .stdout(log.0)
             .stderr(log.1);
-        // A session of its own (so also a process group): a Ctrl-C on the
-        // terminal reaches only the control plane, the sandbox has no
-        // controlling terminal to inject keystrokes into, and stopping can
-        // signal the whole group.
-        // SAFETY: setsid(2) is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::setsid() == -1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
         Ok(cmd)
     }
 
@@ -466,6 +465,14 @@ fn find_mcp_tools(configured: Option<&Path>) -> Result<PathBuf, StartError> {
          build it (cargo build -p mcp-tools) or pass --mcp-tools-bin / MCP_TOOLS_BIN"
             .into(),
     ))
+}
+
+/// The program `name` in a folder of $PATH.
+fn find_on_path(name: &str) -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Removes `dir` and everything in it, also folders a command made read-only
