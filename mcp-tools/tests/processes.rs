@@ -497,7 +497,9 @@ async fn a_running_job_holds_few_descriptors() {
     for _ in 0..20 {
         start(&client, "sleep 30").await;
     }
-    let per_job = (fds() - before) as f64 / 20.0;
-    // stdin, the merged output, and the pidfd.
-    assert!(per_job <= 3.0, "{per_job} descriptors per job");
+    let added = fds().saturating_sub(before);
+    // stdin, the merged output, and the pidfd each (five before: separate
+    // stdout and stderr, and the log file held open), and a few to spare for
+    // what the server opens meanwhile.
+    assert!(added <= 3 * 20 + 5, "{added} descriptors for 20 jobs");
 }
