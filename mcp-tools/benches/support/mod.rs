@@ -70,31 +70,40 @@ pub struct Session {
 
 impl Session {
     pub async fn open(url: &Arc<str>) -> Session {
+        Session::try_open(url).await.expect("initialize")
+    }
+
+    /// Opens a session; `None` when the server refuses or fails.
+    pub async fn try_open(url: &Arc<str>) -> Option<Session> {
         let http = reqwest::Client::builder()
             .tcp_nodelay(true)
             .build()
             .unwrap();
         let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}}"#;
-        let resp = Self::post(&http, url, None, init).await;
+        let resp = Self::try_post(&http, url, None, init).await?;
         let session_id = resp
             .headers()
-            .get("mcp-session-id")
-            .expect("session id")
+            .get("mcp-session-id")?
             .to_str()
-            .unwrap()
+            .ok()?
             .to_owned();
-        resp.bytes().await.unwrap();
+        resp.bytes().await.ok()?;
         let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-        Self::post(&http, url, Some(&session_id), initialized)
-            .await
+        Self::try_post(&http, url, Some(&session_id), initialized)
+            .await?
             .bytes()
             .await
-            .unwrap();
-        Session {
+            .ok()?;
+        Some(Session {
             http,
             url: url.clone(),
             session_id,
-        }
+        })
+    }
+
+    /// The session's Mcp-Session-Id.
+    pub fn id(&self) -> &str {
+        &self.session_id
     }
 
     async fn post(
@@ -103,6 +112,17 @@ impl Session {
         session: Option<&str>,
         body: &str,
     ) -> reqwest::Response {
+        Self::try_post(http, url, session, body)
+            .await
+            .expect("request failed")
+    }
+
+    async fn try_post(
+        http: &reqwest::Client,
+        url: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> Option<reqwest::Response> {
         let mut req = http
             .post(url)
             .header("content-type", "application/json")
@@ -113,9 +133,8 @@ impl Session {
         if let Some(id) = session {
             req = req.header("mcp-session-id", id);
         }
-        let resp = req.send().await.expect("request");
-        assert!(resp.status().is_success(), "status {}", resp.status());
-        resp
+        let resp = req.send().await.ok()?;
+        resp.status().is_success().then_some(resp)
     }
 
     /// Calls `tool` with `arguments` (a JSON object) and returns the answer's body.
@@ -125,6 +144,15 @@ impl Session {
         );
         let resp = Self::post(&self.http, &self.url, Some(&self.session_id), &body).await;
         resp.text().await.unwrap()
+    }
+
+    /// Calls `tool`; `None` when the request fails at the HTTP level.
+    pub async fn try_call(&self, id: u64, tool: &str, arguments: &str) -> Option<String> {
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"{tool}","arguments":{arguments}}}}}"#
+        );
+        let resp = Self::try_post(&self.http, &self.url, Some(&self.session_id), &body).await?;
+        resp.text().await.ok()
     }
 
     pub async fn read_file(&self, id: u64) {
