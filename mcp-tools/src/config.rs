@@ -90,6 +90,12 @@ pub struct ServeConfig {
           value_parser = clap::value_parser!(u32).range(16..=8192))]
     pub image_max_side: u32,
 
+    /// Listen on a Unix socket at this path instead of a TCP port (--host
+    /// and --port are then ignored). The socket is made connectable by this
+    /// user only; a supervisor on the same machine forwards to it.
+    #[arg(long, env = "MCP_UNIX_SOCKET")]
+    pub unix_socket: Option<PathBuf>,
+
     /// Write the address the server listens on (e.g. 127.0.0.1:41234) to
     /// this file once it accepts connections; for supervisors that start
     /// it with --port 0.

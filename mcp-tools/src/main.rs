@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use mcp_tools::config::{Cli, Command, ServeConfig};
-use mcp_tools::server::Server;
+use mcp_tools::server::{ListenAddress, Server};
 use tracing_subscriber::EnvFilter;
 
 /// mimalloc hands freed memory back to the system within milliseconds;
@@ -66,8 +66,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .init();
 
     let server = Server::bind(&config).await?;
-    let addr = server.local_addr()?;
-    if !config.has_token() && !addr.ip().is_loopback() {
+    let addr = server.listen_address()?;
+    if let ListenAddress::Tcp(tcp) = &addr
+        && !config.has_token()
+        && !tcp.ip().is_loopback()
+    {
         tracing::warn!(
             "NO TOKEN SET and listening on {addr}: anyone who can reach this address can run \
              commands here. Set MCP_AUTH_TOKEN or --token-file."
@@ -76,7 +79,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(
         workspace = %config.workspace.display(),
         auth = if config.has_token() { "bearer token" } else { "none" },
-        "listening on http://{addr}/mcp"
+        "listening on {}",
+        match &addr {
+            ListenAddress::Tcp(tcp) => format!("http://{tcp}/mcp"),
+            ListenAddress::Unix(path) => format!("{} at /mcp", path.display()),
+        }
     );
     if let Some(path) = &config.addr_file {
         // Write then rename, so a reader never sees half an address.

@@ -1,6 +1,7 @@
 //! The HTTP server: MCP at /mcp, a health check at /health.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{TokenSource, require_bearer};
@@ -21,9 +22,9 @@ use crate::workspace::Workspace;
 /// Loopback names rmcp accepts in the Host header by default.
 const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// A server bound to its port, ready to run.
+/// A server bound to its port or socket, ready to run.
 pub struct Server {
-    listener: TcpListener,
+    listener: Bound,
     router: Router,
     state: Arc<State>,
     sessions: Arc<Sessions>,
@@ -77,11 +78,21 @@ impl Server {
         });
 
         let shutdown = CancellationToken::new();
-        let addr = SocketAddr::new(config.bind_host(), config.port);
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
-        let bound = listener.local_addr()?;
+        let listener = match &config.unix_socket {
+            Some(path) => Bound::Unix(bind_unix(path)?, path.clone()),
+            None => {
+                let addr = SocketAddr::new(config.bind_host(), config.port);
+                Bound::Tcp(
+                    TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?,
+                )
+            }
+        };
+        let bound = match &listener {
+            Bound::Tcp(l) => Some(l.local_addr()?),
+            Bound::Unix(..) => None,
+        };
         let sessions = Sessions::new(
             usize::try_from(config.limits.max_sessions).unwrap_or(usize::MAX),
             Duration::from_secs(config.limits.session_idle_secs),
@@ -103,9 +114,12 @@ impl Server {
         })
     }
 
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// Where the server listens.
+    pub fn listen_address(&self) -> std::io::Result<ListenAddress> {
+        Ok(match &self.listener {
+            Bound::Tcp(l) => ListenAddress::Tcp(l.local_addr()?),
+            Bound::Unix(_, path) => ListenAddress::Unix(path.clone()),
+        })
     }
 
     /// Serves until `stop` resolves, then kills the background jobs.
@@ -120,29 +134,78 @@ impl Server {
         } = self;
         sessions.spawn_expiry(shutdown.child_token());
         let signal = shutdown.clone();
-        http_serve::serve(listener, router, limits, async move {
+        let stop = async move {
             stop.await;
             signal.cancel();
-        })
-        .await
+        };
+        match listener {
+            Bound::Tcp(listener) => http_serve::serve(listener, router, limits, stop).await,
+            // Only its supervisor on this machine connects here.
+            Bound::Unix(listener, _) => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        }
         .context("server failed")?;
         state.jobs.shutdown(Duration::from_secs(2)).await;
         Ok(())
     }
 }
 
+/// A bound listener.
+enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+/// Where a [`Server`] listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// A TCP address.
+    Tcp(SocketAddr),
+    /// A Unix socket's path.
+    Unix(PathBuf),
+}
+
+impl std::fmt::Display for ListenAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ListenAddress::Tcp(addr) => write!(f, "{addr}"),
+            ListenAddress::Unix(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Listens on a Unix socket at `path`, replacing a socket left by an earlier
+/// run (never another kind of file), connectable by this user only.
+fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    Ok(listener)
+}
+
 /// The routes: `/mcp` behind the token check when one is set, `/health` open.
-/// `bound` is the address the server listens on: bound to loopback, pages
-/// served from the server's own loopback origin may call it.
+/// `bound` is the TCP address the server listens on (`None` on a Unix
+/// socket): bound to loopback, pages served from the server's own loopback
+/// origin may call it.
 pub fn router(
     config: &ServeConfig,
-    bound: SocketAddr,
+    bound: Option<SocketAddr>,
     state: Arc<State>,
     sessions: Arc<Sessions>,
     shutdown: CancellationToken,
 ) -> Router {
     let mut origins = config.allowed_origins.clone();
-    if bound.ip().is_loopback() {
+    if let Some(bound) = bound.filter(|b| b.ip().is_loopback()) {
         // The server's own origin: a DNS-rebinding page has a foreign
         // origin, never this one.
         let port = bound.port();

@@ -352,3 +352,49 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
         task.await.expect("client task failed");
     }
 }
+
+/// With --unix-socket the server listens on a socket only its own user may
+/// connect to (a supervisor forwards to it), and a real MCP client works
+/// through it.
+#[tokio::test]
+async fn a_unix_socket_serves_mcp_to_its_owner_only() {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use std::os::unix::fs::PermissionsExt;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("mcp.sock");
+    let server = Server::start_with(Options {
+        token: Some("s3cret".into()),
+        extra_args: vec!["--unix-socket".into(), socket.display().to_string()],
+        ..Options::default()
+    });
+    assert_eq!(server.addr, socket.display().to_string());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the socket is open to others");
+
+    let http = reqwest::Client::builder()
+        .unix_socket(socket.clone())
+        .build()
+        .unwrap();
+    let resp = http.get("http://sandbox/health").send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = http
+        .post("http://sandbox/mcp")
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(INITIALIZE)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the token is still required");
+
+    let config = StreamableHttpClientTransportConfig::with_uri("http://sandbox/mcp")
+        .auth_header("s3cret".to_string());
+    let client =
+        ().serve(StreamableHttpClientTransport::with_client(http, config))
+            .await
+            .expect("MCP client over the socket");
+    ok(&call(&client, "list_directory", json!({})).await);
+}
