@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, unshare, ps, file, mmdebstrap, podman, runc, musl-gcc"
+step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, slirp4netns, nftables, unshare, ps, file, mmdebstrap, podman, runc, musl-gcc"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -40,7 +40,8 @@ fi
 # runc) builds it, bubblewrap runs its start command. musl-gcc compiles the C
 # allocator (mimalloc) into the static musl build.
 declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file
-    [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [musl-gcc]=musl-tools)
+    [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [musl-gcc]=musl-tools
+    [slirp4netns]=slirp4netns [nft]=nftables [ip]=iproute2 [setpriv]=util-linux)
 absent=()
 for cmd in "${!PACKAGE[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || absent+=("${PACKAGE[$cmd]}")
@@ -67,6 +68,9 @@ check "hadolint ($HADOLINT)" "$HADOLINT" --version
 check "bubblewrap (isolated sandboxes)" \
     bwrap --ro-bind / / --dev /dev --proc /proc --unshare-pid --unshare-ipc --unshare-uts \
     --cap-drop ALL -- true
+check "slirp4netns (sandboxes' internet)" slirp4netns --version
+check "nftables (sandboxes' firewall)" nft --version
+check "ip (the containment tests' LAN namespace)" ip -V
 check "root with unshare (the PID 1 and empty-root tests)" \
     unshare --pid --fork --mount-proc true
 check "ps (procps)" ps -eo pid=

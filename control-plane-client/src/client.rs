@@ -151,6 +151,16 @@ impl Client {
         .await
     }
 
+    /// What a running sandbox uses now (`GET /sandboxes/{id}/metrics`).
+    pub async fn metrics(&self, id: &str) -> Result<MetricsResponse, ClientError> {
+        self.call(
+            Method::GET,
+            &format!("/sandboxes/{}/metrics", encode(id)),
+            None::<&()>,
+        )
+        .await
+    }
+
     /// Resumes a paused sandbox or pushes a running one's expiry forward.
     pub async fn connect(&self, id: &str) -> Result<LifecycleResponse, ClientError> {
         let body = SandboxIdRequest {

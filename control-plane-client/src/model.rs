@@ -66,6 +66,20 @@ pub struct CreateSandboxRequest {
     /// Seconds of inactivity after which the sandbox expires (default from config).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Whether the sandbox reaches the internet (default true where the
+    /// host can provide it). Never this machine, its LAN or other sandboxes.
+    #[serde(default)]
+    pub allow_internet_access: Option<bool>,
+    /// Memory limit in MiB, its tmpfs included (default and maximum from
+    /// the server's configuration; local provider only).
+    #[serde(default)]
+    pub memory_mb: Option<u64>,
+    /// CPUs' worth of CPU time it may use (local provider only).
+    #[serde(default)]
+    pub cpu_count: Option<u32>,
+    /// Most processes and threads alive at once (local provider only).
+    #[serde(default)]
+    pub process_limit: Option<u64>,
 }
 
 /// What a client needs to know about one sandbox.
@@ -86,8 +100,9 @@ pub struct SandboxInfo {
     pub mcp_url: String,
     /// Headers every request to `mcp_url` must carry (includes `Authorization`).
     pub mcp_headers: BTreeMap<String, String>,
-    /// URL of port 9000 in the sandbox, where an editor may listen.
-    pub vscode_url: String,
+    /// URL of the editor (code-server on port 9000) when the sandbox runs
+    /// one; `null` otherwise.
+    pub vscode_url: Option<String>,
     /// The labels given at create.
     pub metadata: BTreeMap<String, String>,
     /// Inactivity timeout in seconds.
@@ -163,6 +178,11 @@ pub struct RunCommandResponse {
     pub pid: Option<u32>,
     /// Background commands: the path of its output log inside the sandbox.
     pub log_path: Option<String>,
+    /// True when the sandbox's memory limit was reached while the command
+    /// ran and the kernel killed a process of it (the command, or one it
+    /// started).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 /// `POST /sandboxes/expose-port`.
@@ -248,6 +268,33 @@ pub struct HealthResponse {
     pub provider: String,
     /// Whether sandboxes are isolated from each other and from this machine.
     pub isolated: bool,
+    /// Which protections hold for new sandboxes, by name (`filesystem`,
+    /// `network`, `user`, `cgroups`, `quota`); a missing one is `false`.
+    pub protections: std::collections::BTreeMap<String, bool>,
+}
+
+/// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MetricsResponse {
+    /// CPU time used since it (re)started, in seconds.
+    pub cpu_used_secs: f64,
+    /// CPUs' worth of CPU time it may use; absent when unlimited.
+    pub cpu_count: Option<u32>,
+    /// Memory in use, in bytes (its tmpfs included).
+    pub mem_used: u64,
+    /// Its memory limit in bytes; absent when unlimited.
+    pub mem_total: Option<u64>,
+    /// Processes and threads alive.
+    pub processes: u64,
+    /// Its process limit; absent when unlimited.
+    pub process_limit: Option<u64>,
+    /// Forks refused because of the process limit.
+    pub processes_refused: u64,
+    /// Bytes its workspace takes on disk.
+    pub disk_used: u64,
+    /// Processes the kernel killed because the memory limit was reached.
+    pub oom_kills: u64,
 }
 
 /// Body of every error answer.

@@ -51,6 +51,14 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Create a sandbox and print its id (--json for everything).
     Create(CreateArgs),
+    /// Show what a running sandbox uses: CPU, memory, processes, disk, OOM kills.
+    Stats {
+        /// Sandbox id.
+        id: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List sandboxes.
     List(ListArgs),
     /// Show one sandbox.
@@ -148,6 +156,18 @@ pub struct CreateArgs {
     /// Inactivity timeout in seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Whether it reaches the internet (default: yes, where the host can).
+    #[arg(long, value_name = "BOOL")]
+    pub internet: Option<bool>,
+    /// Memory limit in MiB (local provider).
+    #[arg(long)]
+    pub memory_mb: Option<u64>,
+    /// CPUs' worth of CPU time (local provider).
+    #[arg(long)]
+    pub cpu_count: Option<u32>,
+    /// Most processes and threads alive at once (local provider).
+    #[arg(long)]
+    pub process_limit: Option<u64>,
     /// Print the whole record as JSON instead of the id.
     #[arg(long)]
     pub json: bool,
@@ -243,6 +263,7 @@ async fn client_command(client: &Client, command: Command) -> Result<i32, CliErr
         Command::Create(args) => create(client, args).await?,
         Command::List(args) => list(client, args).await?,
         Command::Status { id, json } => status(client, &id, json).await?,
+        Command::Stats { id, json } => stats(client, &id, json).await?,
         Command::Exec(args) => return exec(client, args).await,
         Command::Read { id, path } => {
             let content = client.read_file(&id, &path).await?;
@@ -300,6 +321,10 @@ async fn create(client: &Client, args: CreateArgs) -> Result<(), CliError> {
         template_id: args.template,
         metadata: args.metadata.into_iter().collect(),
         timeout_secs: args.timeout,
+        allow_internet_access: args.internet,
+        memory_mb: args.memory_mb,
+        cpu_count: args.cpu_count,
+        process_limit: args.process_limit,
     };
     let info = match with_spinner("creating sandbox", client.create(&req)).await {
         Err(ClientError::Api { message, .. }) if !asked_for_user && message == USER_ID_REQUIRED => {
@@ -355,6 +380,30 @@ async fn list(client: &Client, args: ListArgs) -> Result<(), CliError> {
                 s.sandbox_id, s.status, s.user_id, s.mcp_url
             );
         }
+    }
+    Ok(())
+}
+
+async fn stats(client: &Client, id: &str, json: bool) -> Result<(), CliError> {
+    let m = client.metrics(id).await?;
+    if json {
+        print_json(&m);
+    } else {
+        let limit = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+        println!(
+            "cpu:        {:.2}s used, {} CPUs",
+            m.cpu_used_secs,
+            limit(m.cpu_count.map(u64::from))
+        );
+        println!("memory:     {} of {} bytes", m.mem_used, limit(m.mem_total));
+        println!(
+            "processes:  {} of {} ({} forks refused)",
+            m.processes,
+            limit(m.process_limit),
+            m.processes_refused
+        );
+        println!("disk:       {} bytes in the workspace", m.disk_used);
+        println!("oom kills:  {}", m.oom_kills);
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::error::StartError;
+use crate::provider::local::UidRange;
 
 /// Which provider runs the sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,7 +131,10 @@ pub struct LocalConfig {
     #[arg(long, env = "MCP_TOOLS_BIN")]
     pub mcp_tools_bin: Option<PathBuf>,
 
-    /// Filesystem isolation of local sandboxes with bubblewrap.
+    /// Isolation of local sandboxes with bubblewrap (files, processes), a
+    /// network namespace each (slirp4netns, nftables), a host user each (when
+    /// run as root) and cgroup limits. `on` refuses to start unless every
+    /// one of these protections holds here.
     #[arg(
         long,
         env = "CONTROL_PLANE_ISOLATION",
@@ -138,6 +142,43 @@ pub struct LocalConfig {
         default_value = "auto"
     )]
     pub isolation: Isolation,
+
+    /// Host user ids for local sandboxes, one each, when the control plane
+    /// runs as root (FIRST-LAST; each id's group is the same number).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_SANDBOX_UIDS",
+        default_value = "2000000-2099999"
+    )]
+    pub sandbox_uids: UidRange,
+
+    /// Memory limit of a local sandbox when create does not say (MiB).
+    #[arg(long, env = "CONTROL_PLANE_DEFAULT_MEMORY_MB", default_value_t = 2048)]
+    pub default_memory_mb: u64,
+
+    /// Largest memory_mb a create may ask for (MiB).
+    #[arg(long, env = "CONTROL_PLANE_MAX_MEMORY_MB", default_value_t = 16384)]
+    pub max_memory_mb: u64,
+
+    /// CPUs' worth of CPU time of a local sandbox when create does not say.
+    #[arg(long, env = "CONTROL_PLANE_DEFAULT_CPU_COUNT", default_value_t = 2)]
+    pub default_cpu_count: u32,
+
+    /// Largest cpu_count a create may ask for.
+    #[arg(long, env = "CONTROL_PLANE_MAX_CPU_COUNT", default_value_t = 16)]
+    pub max_cpu_count: u32,
+
+    /// Process (and thread) limit of a local sandbox when create does not say.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_DEFAULT_PROCESS_LIMIT",
+        default_value_t = 1024
+    )]
+    pub default_process_limit: u64,
+
+    /// Largest process_limit a create may ask for.
+    #[arg(long, env = "CONTROL_PLANE_MAX_PROCESS_LIMIT", default_value_t = 16384)]
+    pub max_process_limit: u64,
 }
 
 /// What one client connection may take. Once a request's headers are in, its

@@ -65,6 +65,9 @@ pub enum Error {
     /// ...); the message is the tool's own.
     #[error("{0}")]
     Tool(String),
+    /// A tool call larger than the sandbox's MCP server accepts.
+    #[error("{0}")]
+    TooLarge(String),
     /// The provider, or the sandbox it runs, failed or did not answer.
     #[error(transparent)]
     Provider(#[from] ProviderError),

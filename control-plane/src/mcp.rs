@@ -21,6 +21,10 @@ use crate::ids::SandboxId;
 
 type Session = RunningService<RoleClient, ClientConfig>;
 
+/// Largest tool arguments sent, in bytes of JSON: mcp-tools accepts
+/// requests of up to 4 MiB, and the JSON-RPC envelope needs a little room.
+const MAX_CALL_BYTES: usize = 4 * 1024 * 1024 - 4096;
+
 /// How to reach one sandbox's MCP endpoint.
 #[derive(Clone)]
 pub struct Target {
@@ -32,6 +36,9 @@ pub struct Target {
     pub token: String,
     /// Headers besides `Authorization` that `url` needs.
     pub headers: BTreeMap<String, String>,
+    /// A Unix socket on this machine to reach the server through instead of
+    /// `url`'s host (the path of `url` still applies).
+    pub socket: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -80,6 +87,15 @@ impl McpPool {
             Value::Object(m) => m,
             _ => Map::new(),
         };
+        // mcp-tools refuses a larger request with a 413 that names no
+        // request, which MCP clients cannot match to the call: said here.
+        let size = serde_json::to_vec(&args).map_or(0, |v| v.len());
+        if size > MAX_CALL_BYTES {
+            return Err(Error::TooLarge(format!(
+                "the {tool} call is {size} bytes; a sandbox accepts at most {MAX_CALL_BYTES} \
+                 (write large files in parts, or with a command)"
+            )));
+        }
         let work = async {
             let mut retried = false;
             loop {
@@ -176,10 +192,24 @@ async fn connect(target: &Target) -> Result<PooledSession> {
             .map_err(|_| Error::Internal(format!("bad value for MCP header {k:?}")))?;
         headers.insert(name, value);
     }
-    let config = StreamableHttpClientTransportConfig::with_uri(target.url.clone())
+    // Over the socket the server is mcp-tools itself, which serves /mcp.
+    let uri = match &target.socket {
+        Some(_) => "http://localhost/mcp".to_string(),
+        None => target.url.clone(),
+    };
+    let config = StreamableHttpClientTransportConfig::with_uri(uri)
         .auth_header(target.token.clone())
         .custom_headers(headers);
-    let transport = StreamableHttpClientTransport::from_config(config);
+    let transport = match &target.socket {
+        Some(socket) => {
+            let client = reqwest::Client::builder()
+                .unix_socket(socket.clone())
+                .build()
+                .map_err(|e| Error::Internal(format!("MCP client: {e}")))?;
+            StreamableHttpClientTransport::with_client(client, config)
+        }
+        None => StreamableHttpClientTransport::from_config(config),
+    };
     let session = ClientConfig::default()
         .serve(transport)
         .await

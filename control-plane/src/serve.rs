@@ -42,11 +42,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
     create_private_dir(&config.data_dir)?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let store = Store::open(&config.data_dir.join("control-plane.db"))?;
-    let provider = provider::build(&config).await?;
-    tracing::info!("{}", provider.describe());
-    let sandboxes = Arc::new(Sandboxes::new(&config, store, provider));
-    sandboxes.recover().await?;
-
+    // Bound before the provider is built: local sandboxes are reached
+    // through this address.
     let listen_error = |source| StartError::Listen {
         addr: SocketAddr::from((config.host, config.port)).to_string(),
         source,
@@ -55,6 +52,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
         .await
         .map_err(listen_error)?;
     let addr: SocketAddr = listener.local_addr().map_err(listen_error)?;
+    let provider = provider::build(&config, addr).await?;
+    tracing::info!("{}", provider.describe());
+    let sandboxes = Arc::new(Sandboxes::new(&config, store, provider));
+    sandboxes.recover().await?;
+
     if keys.is_empty() {
         tracing::warn!(
             "no API keys configured: anyone on this machine can use the API at http://{addr}"

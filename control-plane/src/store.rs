@@ -83,7 +83,7 @@ impl SandboxRecord {
             status: self.state,
             mcp_url: endpoint.url,
             mcp_headers: headers,
-            vscode_url,
+            vscode_url: (!vscode_url.is_empty()).then_some(vscode_url),
             metadata: self.metadata.clone(),
             timeout_secs: self.timeout_secs,
             created_at: self.created_at,

@@ -51,10 +51,15 @@ pub async fn run_command(
         args["env"] = json!(req.env);
     }
     let wait = Duration::from_millis(req.timeout_ms.unwrap_or(DEFAULT_COMMAND_MS)) + COMMAND_SLACK;
+    // The memory limit's kills are counted by the sandbox's cgroup, which
+    // the sandbox itself cannot see: compared before and after.
+    let oom_before = sandboxes.oom_kills(id);
     let out = sandboxes
-        .pool()
-        .call(&target, "run_command", args, wait)
+        .call_tool(&target, "run_command", args, wait)
         .await?;
+    let oom_killed = oom_before
+        .zip(sandboxes.oom_kills(id))
+        .is_some_and(|(before, after)| after > before);
     let s = &out.structured;
     let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let stdout = text("stdout");
@@ -95,6 +100,7 @@ pub async fn run_command(
             .and_then(Value::as_u64)
             .and_then(|p| u32::try_from(p).ok()),
         log_path,
+        oom_killed,
     })
 }
 
@@ -115,8 +121,7 @@ pub async fn write_file(
     let target = sandboxes.call_target(caller, id)?;
     let args = json!({ "path": req.path, "content": content });
     sandboxes
-        .pool()
-        .call(&target, "write_file", args, FILE_CALL_TIMEOUT)
+        .call_tool(&target, "write_file", args, FILE_CALL_TIMEOUT)
         .await?;
     Ok(())
 }
@@ -148,8 +153,7 @@ pub async fn read_file(
     // raw: a notebook's JSON, not its cells rendered for a model.
     let args = json!({ "path": req.path, "raw": true });
     let out = sandboxes
-        .pool()
-        .call(&target, "read_file", args, FILE_CALL_TIMEOUT)
+        .call_tool(&target, "read_file", args, FILE_CALL_TIMEOUT)
         .await?;
     if let Some(image) = out.structured.get("image") {
         let mime = image

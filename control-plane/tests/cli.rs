@@ -142,7 +142,16 @@ async fn cli_connect_timeout_and_expose_port() {
 
     let o = cli(&s, None, &["expose-port", &id, "8000"], None);
     assert!(o.status.success(), "{o:?}");
-    assert_eq!(stdout(&o).trim(), "http://127.0.0.1:8000");
+    // An isolated sandbox is reached through the control plane, on an
+    // origin of its own; an unisolated one shares this machine's network.
+    let (_, health) = s.get("/health").await;
+    let expected = if health["isolated"] == true {
+        let api_port = s.url.rsplit_once(':').unwrap().1;
+        format!("http://8000-{id}.localhost:{api_port}")
+    } else {
+        "http://127.0.0.1:8000".to_string()
+    };
+    assert_eq!(stdout(&o).trim(), expected);
     // Refused by the service (exit 1) or, not being a port at all, by the
     // command line (exit 2, a usage error).
     for (bad, code) in [("0", 1), ("70000", 2), ("http", 2)] {

@@ -27,12 +27,8 @@ async fn create_run_files_pause_resume_delete_across_restarts() {
     let id = created["sandbox_id"].as_str().unwrap().to_string();
     let mcp_url = created["mcp_url"].as_str().unwrap().to_string();
     assert!(mcp_url.starts_with("http://127.0.0.1:") && mcp_url.ends_with("/mcp"));
-    assert!(
-        created["vscode_url"]
-            .as_str()
-            .unwrap()
-            .starts_with("http://")
-    );
+    // Nothing serves an editor in a local sandbox.
+    assert!(created["vscode_url"].is_null(), "{created}");
     let auth = created["mcp_headers"]["Authorization"].as_str().unwrap();
     assert!(auth.starts_with("Bearer ") && auth.len() > 40);
     assert_eq!(created["status"], "running");
@@ -112,7 +108,16 @@ async fn create_run_files_pause_resume_delete_across_restarts() {
         )
         .await;
     assert_eq!(status, 200);
-    assert_eq!(port["url"], "http://127.0.0.1:3000");
+    // An isolated sandbox has its own network: reached through the control
+    // plane, on an origin of its own; an unisolated one shares this machine's.
+    let (_, health) = s.get("/health").await;
+    let expected = if health["isolated"] == true {
+        let api_port = s.url.rsplit_once(':').unwrap().1;
+        format!("http://3000-{id}.localhost:{api_port}")
+    } else {
+        "http://127.0.0.1:3000".to_string()
+    };
+    assert_eq!(port["url"], expected.as_str());
 
     // SIGKILL the control plane: the sandbox keeps running and is re-adopted.
     s.kill_and_restart();

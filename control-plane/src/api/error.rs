@@ -40,7 +40,7 @@ impl ApiError {
 
 /// The HTTP status and `error.code` of a domain error. The codes are part of
 /// the API: bad_request, unauthorized, forbidden, not_found, conflict, gone,
-/// unsupported, tool_error, upstream_error, timeout, internal.
+/// unsupported, tool_error, payload_too_large, upstream_error, timeout, internal.
 pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
@@ -50,6 +50,7 @@ pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
         Error::Gone { .. } => (StatusCode::GONE, "gone"),
         Error::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
         Error::Tool(_) => (StatusCode::BAD_REQUEST, "tool_error"),
+        Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
         Error::Provider(p) => match p.kind {
             ProviderFault::Refused => (StatusCode::BAD_REQUEST, "bad_request"),
             ProviderFault::Busy => (StatusCode::CONFLICT, "conflict"),

@@ -41,6 +41,13 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
         version: env!("CARGO_PKG_VERSION").into(),
         provider: state.sandboxes.provider().name().into(),
         isolated: state.sandboxes.provider().capabilities().isolated,
+        protections: state
+            .sandboxes
+            .provider()
+            .protections()
+            .into_iter()
+            .map(|(name, holds)| (name.to_string(), holds))
+            .collect(),
     })
 }
 
@@ -224,6 +231,37 @@ pub async fn status(
 ) -> Result<Json<SandboxInfo>> {
     let id = sandbox_id(&id)?;
     Ok(Json(state.sandboxes.status(&caller, &id).await?))
+}
+
+/// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now (its
+/// cgroup's counters and its workspace's size, for the local provider).
+#[utoipa::path(
+    get, path = "/sandboxes/{id}/metrics", params(("id" = String, Path)),
+    responses(
+        (status = 200, description = "What the running sandbox uses now", body = MetricsResponse),
+        (status = 404, body = ErrorResponse),
+        (status = 409, description = "The sandbox is not running", body = ErrorResponse),
+        (status = 501, description = "The provider cannot tell", body = ErrorResponse),
+    )
+)]
+pub async fn metrics(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Json<MetricsResponse>> {
+    let id = sandbox_id(&id)?;
+    let m = state.sandboxes.metrics(&caller, &id).await?;
+    Ok(Json(MetricsResponse {
+        cpu_used_secs: m.cpu_usec as f64 / 1e6,
+        cpu_count: m.cpu_count,
+        mem_used: m.memory_bytes,
+        mem_total: m.memory_limit_bytes,
+        processes: m.processes,
+        process_limit: m.process_limit,
+        processes_refused: m.processes_refused,
+        disk_used: m.disk_bytes,
+        oom_kills: m.oom_kills,
+    }))
 }
 
 /// `DELETE /sandboxes/{id}`: removes the sandbox and its files.

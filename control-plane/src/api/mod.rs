@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
@@ -17,6 +17,7 @@ use crate::config::ApiKey;
 use crate::sandboxes::{Caller, Sandboxes};
 
 pub mod error;
+pub mod forward;
 pub mod handlers;
 
 pub use error::ApiError;
@@ -48,13 +49,21 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/timeout", post(handlers::set_timeout))
         .route("/sandboxes/{id}/pause", post(handlers::pause))
         .route("/sandboxes/{id}/resume", post(handlers::resume))
+        .route("/sandboxes/{id}/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(handlers::health))
         .route("/openapi.json", get(openapi_json))
+        // The sandbox's token guards it, not an API key (MCP clients carry
+        // only the token).
+        .route("/sandboxes/{id}/mcp", any(forward::mcp))
         .merge(protected)
         .fallback(|| async { ApiError::NoSuchEndpoint })
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::port_hosts,
+        ))
         .layer(middleware::from_fn(log_request))
         .with_state(state)
 }
@@ -153,6 +162,7 @@ where
         handlers::set_timeout,
         handlers::pause,
         handlers::resume,
+        handlers::metrics,
     )
 )]
 struct ApiDoc;

@@ -48,6 +48,63 @@ pub struct CreateSpec {
     pub metadata: BTreeMap<String, String>,
     /// Bearer token the sandbox's mcp-tools must require.
     pub token: String,
+    /// Network and resources asked for.
+    pub settings: Settings,
+}
+
+/// What a create asks of a sandbox's network and resources (E2B's names
+/// where E2B has them); `None` takes the provider's default. A provider
+/// refuses what it cannot honour with [`Error::Invalid`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Whether the sandbox reaches the internet (E2B's `allow_internet_access`).
+    pub allow_internet_access: Option<bool>,
+    /// Memory limit in MiB (E2B's `memory_mb`).
+    pub memory_mb: Option<u64>,
+    /// CPUs' worth of CPU time (E2B's `cpu_count`).
+    pub cpu_count: Option<u32>,
+    /// Most processes and threads alive at once.
+    pub process_limit: Option<u64>,
+}
+
+/// What of a sandbox the control plane forwards clients to, for providers
+/// whose sandboxes have no address of their own ([`Provider::open_route`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The sandbox's MCP server.
+    Mcp,
+    /// A TCP port inside the sandbox.
+    Port(u16),
+}
+
+/// A byte stream into a sandbox, from [`Provider::open_route`].
+pub type RouteStream = Box<dyn RouteIo>;
+
+/// What a [`RouteStream`] can do.
+pub trait RouteIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> RouteIo for T {}
+
+/// A sandbox's use of its machine, as `GET /sandboxes/{id}/metrics` reports it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Metrics {
+    /// CPU time used since the sandbox (re)started, in microseconds.
+    pub cpu_usec: u64,
+    /// CPUs' worth of CPU time it may use, `None` when unlimited.
+    pub cpu_count: Option<u32>,
+    /// Memory in use in bytes (its tmpfs included).
+    pub memory_bytes: u64,
+    /// Its memory limit in bytes, `None` when unlimited.
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes and threads alive.
+    pub processes: u64,
+    /// Its process limit, `None` when unlimited.
+    pub process_limit: Option<u64>,
+    /// Forks refused by the process limit.
+    pub processes_refused: u64,
+    /// Bytes its workspace takes on disk.
+    pub disk_bytes: u64,
+    /// Processes the kernel ended because the memory limit was reached.
+    pub oom_kills: u64,
 }
 
 /// The part of a sandbox's record a provider works with.
@@ -127,6 +184,12 @@ pub trait Provider: Send + Sync {
     /// A line for the startup log about how sandboxes are isolated.
     fn describe(&self) -> String;
 
+    /// The protections that make a sandbox a boundary, by name, and whether
+    /// each holds (shown by `/health`); empty when the provider does not say.
+    fn protections(&self) -> Vec<(&'static str, bool)> {
+        Vec::new()
+    }
+
     /// Starts a new sandbox and waits until its MCP endpoint answers.
     async fn create(&self, spec: &CreateSpec) -> Result<Running>;
 
@@ -174,6 +237,44 @@ pub trait Provider: Send + Sync {
         Ok(())
     }
 
+    /// Opens a connection to `route` in a running sandbox, for providers
+    /// whose sandboxes the control plane routes clients to itself (see
+    /// `api::forward`). Their [`Endpoint::url`] and [`Provider::port_url`]
+    /// lead to the control plane.
+    async fn open_route(&self, sandbox: SandboxRef<'_>, route: Route) -> Result<RouteStream> {
+        let _ = (sandbox, route);
+        Err(self.unsupported("routing"))
+    }
+
+    /// The Unix socket on this machine at which the control plane itself
+    /// reaches the sandbox's MCP server, when there is one (the `local`
+    /// provider); `None` to use [`Endpoint::url`].
+    fn mcp_socket(&self, sandbox: SandboxRef<'_>) -> Option<std::path::PathBuf> {
+        let _ = sandbox;
+        None
+    }
+
+    /// The sandbox's use of CPU, memory, processes and disk now.
+    async fn metrics(&self, sandbox: SandboxRef<'_>) -> Result<Metrics> {
+        let _ = sandbox;
+        Err(self.unsupported("metrics"))
+    }
+
+    /// Whether the sandbox's MCP server is up, found cheaply (it is asked
+    /// every quarter second during a tool call); `None` when the provider
+    /// cannot tell cheaply.
+    fn is_alive(&self, sandbox: SandboxRef<'_>) -> Option<bool> {
+        let _ = sandbox;
+        None
+    }
+
+    /// How many processes the kernel killed in the sandbox because its
+    /// memory limit was reached, cheaply; `None` when the provider cannot tell.
+    fn oom_kills(&self, sandbox: SandboxRef<'_>) -> Option<u64> {
+        let _ = sandbox;
+        None
+    }
+
     /// The unsupported error for `operation`, named after this provider.
     fn unsupported(&self, operation: &'static str) -> Error {
         Error::Unsupported {
@@ -183,11 +284,15 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// Builds the provider that the configuration selects.
-pub async fn build(config: &ServeConfig) -> Result<Arc<dyn Provider>, StartError> {
+/// Builds the provider that the configuration selects. `api` is the
+/// address the control plane serves on, where local sandboxes are routed.
+pub async fn build(
+    config: &ServeConfig,
+    api: std::net::SocketAddr,
+) -> Result<Arc<dyn Provider>, StartError> {
     match config.provider {
         ProviderKind::Local => Ok(Arc::new(
-            local::LocalProvider::new(&config.local, &config.data_dir).await?,
+            local::LocalProvider::new(&config.local, &config.data_dir, api).await?,
         )),
         ProviderKind::E2b => Ok(Arc::new(e2b::E2bProvider::new(
             &config.e2b,

@@ -76,10 +76,16 @@ impl Server {
     fn spawn(&mut self) {
         let addr_file = self.data.path().join("addr");
         let _ = std::fs::remove_file(&addr_file);
+        // A restart keeps the port, as a deployed control plane does: the
+        // sandboxes' URLs lead through it.
+        let port = self
+            .url
+            .rsplit_once(':')
+            .map_or("0".to_string(), |(_, p)| p.to_string());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_control-plane"));
         cmd.arg("serve")
             .arg("--port")
-            .arg("0")
+            .arg(&port)
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--addr-file")

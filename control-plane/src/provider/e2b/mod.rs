@@ -296,6 +296,17 @@ impl Provider for E2bProvider {
                         .into(),
                 )
             })?;
+        let limits = &spec.settings;
+        if limits.memory_mb.is_some()
+            || limits.cpu_count.is_some()
+            || limits.process_limit.is_some()
+        {
+            return Err(Error::Invalid(
+                "E2B sets memory and CPUs per template (e2b.toml's memory_mb and cpu_count): \
+                 build a template with the size you need instead of asking at create"
+                    .into(),
+            ));
+        }
         let mut metadata = spec.metadata.clone();
         metadata.insert(META_MANAGED_BY.into(), MANAGED_BY.into());
         metadata.insert(META_SANDBOX_ID.into(), spec.sandbox_id.to_string());
@@ -313,6 +324,7 @@ impl Provider for E2bProvider {
                 ("CONTROL_PLANE_SANDBOX_ID", spec.sandbox_id.as_str()),
                 ("CONTROL_PLANE_USER_ID", spec.user_id.as_str()),
             ]),
+            allow_internet_access: spec.settings.allow_internet_access,
         };
         let answer = match self.api.create(&body).await {
             Ok(a) => a,

@@ -26,6 +26,12 @@ pub struct NewSandbox<'a> {
     pub metadata: &'a BTreeMap<String, String>,
     /// Environment of processes started through envd.
     pub env_vars: BTreeMap<&'static str, &'a str>,
+    /// Whether the sandbox reaches the internet; E2B's default (true) when absent.
+    #[serde(
+        rename = "allow_internet_access",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub allow_internet_access: Option<bool>,
 }
 
 /// `SandboxNetworkConfig`.
@@ -144,6 +150,7 @@ mod tests {
             },
             metadata: &metadata,
             env_vars: BTreeMap::from([("A", "b")]),
+            allow_internet_access: None,
         };
         assert_eq!(
             serde_json::to_value(&body).unwrap(),
@@ -152,6 +159,14 @@ mod tests {
                 "network": { "allowPublicTraffic": false },
                 "metadata": { "k": "v" }, "envVars": { "A": "b" },
             })
+        );
+        let body = NewSandbox {
+            allow_internet_access: Some(false),
+            ..body
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap()["allow_internet_access"],
+            false
         );
     }
 }

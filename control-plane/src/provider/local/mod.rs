@@ -1,17 +1,26 @@
-//! The `local` provider: each sandbox is an `mcp-tools` child process on this
-//! machine, listening on 127.0.0.1, with its own folder under the data folder:
+//! The `local` provider: each sandbox is an `mcp-tools` process on this
+//! machine, with its own folder under the data folder:
 //!
 //! ```text
 //! <data>/sandboxes/<id>/workspace   the agent's files (kept across pause)
-//! <data>/sandboxes/<id>/state       mcp-tools' job logs, and `addr` once it listens
+//! <data>/sandboxes/<id>/state       mcp-tools' job logs
+//! <data>/sandboxes/<id>/run         where mcp-tools makes its socket (seen as /run/mcp-tools)
+//! <data>/sandboxes/<id>/mcp.sock    that socket, moved out of the sandbox's reach
 //! <data>/sandboxes/<id>/pid         the process to stop, checked before signalling
+//! <data>/sandboxes/<id>/slirp.pid   its user-mode network, when it has internet access
 //! <data>/sandboxes/<id>/mcp-tools.log
 //! ```
 //!
+//! With bubblewrap a sandbox is a boundary: it sees the machine read-only,
+//! minus home folders, `/run` and the data folder, plus its own folders; it
+//! has its own pid, IPC, UTS and network namespaces ([`network`]), its own
+//! host user when the control plane is root ([`identity`]), and cgroup
+//! limits ([`cgroup`]). Clients reach its MCP server and ports only through
+//! the control plane (`api::forward`), which connects to the socket, or
+//! into the namespace.
+//!
 //! Processes outlive a SIGKILLed control plane on purpose: at the next start
 //! [`Provider::inspect`] finds them through the pid file and they are re-adopted.
-//! With bubblewrap each sandbox sees the machine read-only, minus home folders
-//! and the data folder, plus its own workspace and state folders read-write.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
@@ -21,79 +30,191 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use hyper_util::rt::TokioIo;
 use tokio::process::{Child, Command};
 use tokio::sync::Mutex;
 
-use super::{Capabilities, CreateSpec, Endpoint, Inspection, Provider, Running, SandboxRef};
+use super::{
+    Capabilities, CreateSpec, Endpoint, Inspection, Metrics, Provider, Route, RouteStream, Running,
+    SandboxRef, Settings,
+};
 use crate::config::{Isolation, LocalConfig};
 use crate::error::{Error, ProviderError, Result, StartError};
 use crate::ids::{ProviderId, SandboxId};
 
 mod bwrap;
+mod cgroup;
+mod identity;
+mod network;
 mod procs;
+
+pub use identity::UidRange;
 
 /// How long a new mcp-tools may take to start listening.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a health check over the socket may take.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a sandbox was created with, kept in its record's `provider_data` so
+/// a resume gives it the same again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct Chosen {
+    internet: bool,
+    memory_mb: u64,
+    cpu_count: u32,
+    process_limit: u64,
+}
+
+impl Chosen {
+    fn of(sandbox: SandboxRef<'_>) -> Option<Chosen> {
+        serde_json::from_value(sandbox.provider_data.clone()).ok()
+    }
+
+    fn limits(&self) -> cgroup::Limits {
+        cgroup::Limits {
+            memory_bytes: Some(self.memory_mb.saturating_mul(1 << 20)),
+            cpu_count: Some(self.cpu_count),
+            pids: Some(self.process_limit),
+        }
+    }
+}
+
+/// The protections a sandbox boundary is made of, and whether each holds here.
+#[derive(Debug, Clone)]
+struct Protections {
+    /// bubblewrap: files, processes, IPC.
+    filesystem: bool,
+    /// A network namespace each; `Err` says what is missing for internet access.
+    network: bool,
+    internet: std::result::Result<network::NetworkTools, String>,
+    /// A host user each (control plane running as root).
+    user: bool,
+    /// cgroup limits; `Err` says why not.
+    cgroups: std::result::Result<cgroup::Cgroups, String>,
+}
 
 /// Runs each sandbox as an mcp-tools process on this machine (under
 /// bubblewrap when isolation is on).
 pub struct LocalProvider {
+    data_dir: PathBuf,
     sandboxes_dir: PathBuf,
     mcp_tools: PathBuf,
     /// The bwrap binary when sandboxes are isolated.
     bwrap: Option<PathBuf>,
     /// setsid(1), which starts each sandbox in a session of its own.
     setsid: PathBuf,
+    /// `setpriv`, to become a sandbox's own user (control plane running as root).
+    setpriv: Option<PathBuf>,
+    protections: Protections,
+    identities: identity::Identities,
+    /// The nftables rules of sandboxes with internet access.
+    firewall: String,
+    /// Bound over `/etc/resolv.conf` in sandboxes with internet access.
+    resolv_conf: PathBuf,
+    config: LocalConfig,
+    /// `http://host:port` of the control plane's API, where sandboxes are routed.
+    api_base: String,
+    /// The API's port, for `{port}-{id}.localhost:{api port}` URLs.
+    api_port: u16,
     /// Children started by this process, so they can be waited for (no zombies).
-    children: Mutex<HashMap<SandboxId, Child>>,
-    http: reqwest::Client,
+    children: Mutex<HashMap<SandboxId, Vec<Child>>>,
 }
 
 impl LocalProvider {
-    /// A provider keeping its sandboxes in `<data_dir>/sandboxes`.
+    /// A provider keeping its sandboxes in `<data_dir>/sandboxes`, routed
+    /// through the API at `api`.
     ///
     /// Errors: the folder cannot be made, mcp-tools is not found, or
-    /// `--isolation on` without a working bubblewrap.
-    pub async fn new(config: &LocalConfig, data_dir: &Path) -> Result<Self, StartError> {
+    /// `--isolation on` while a protection does not hold here.
+    pub async fn new(
+        config: &LocalConfig,
+        data_dir: &Path,
+        api: SocketAddr,
+    ) -> Result<Self, StartError> {
+        let io = |what: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StartError::Io { what, path, source }
+        };
         let sandboxes_dir = data_dir.join("sandboxes");
-        std::fs::create_dir_all(&sandboxes_dir).map_err(|source| StartError::Io {
-            what: "cannot create",
-            path: sandboxes_dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&sandboxes_dir).map_err(io("cannot create", &sandboxes_dir))?;
         let sandboxes_dir = sandboxes_dir
             .canonicalize()
-            .map_err(|source| StartError::Io {
-                what: "cannot use",
-                path: sandboxes_dir.clone(),
-                source,
-            })?;
+            .map_err(io("cannot use", &sandboxes_dir))?;
+        let data_dir = data_dir
+            .canonicalize()
+            .map_err(io("cannot use", data_dir))?;
         let mcp_tools = find_mcp_tools(config.mcp_tools_bin.as_deref())?;
+        if config.default_memory_mb > config.max_memory_mb
+            || config.default_cpu_count > config.max_cpu_count
+            || config.default_process_limit > config.max_process_limit
+        {
+            return Err(StartError::Config(
+                "a --default-* limit is above its --max-* limit".into(),
+            ));
+        }
         let bwrap = match config.isolation {
             Isolation::Off => None,
-            Isolation::Auto => bwrap::find_working_bwrap().await,
-            Isolation::On => Some(bwrap::find_working_bwrap().await.ok_or_else(|| {
-                StartError::Config(
-                    "--isolation on needs a working bubblewrap (apt-get install bubblewrap)".into(),
-                )
-            })?),
+            Isolation::Auto | Isolation::On => bwrap::find_working_bwrap().await,
+        };
+        let identities = identity::Identities::new(config.sandbox_uids);
+        let setpriv = network::find_program("setpriv");
+        let protections = Protections {
+            filesystem: bwrap.is_some(),
+            network: bwrap.is_some(),
+            internet: match &bwrap {
+                Some(_) => {
+                    network::NetworkTools::find().map_err(|missing| format!("{missing} not found"))
+                }
+                None => Err("no bubblewrap".into()),
+            },
+            user: bwrap.is_some() && identities.per_sandbox() && setpriv.is_some(),
+            cgroups: match (&bwrap, identities.per_sandbox()) {
+                (Some(_), true) => cgroup::Cgroups::detect(),
+                (Some(_), false) => Err("the control plane does not run as root".into()),
+                (None, _) => Err("no bubblewrap".into()),
+            },
+        };
+        if config.isolation == Isolation::On {
+            let missing = missing_protections(&protections);
+            if !missing.is_empty() {
+                return Err(StartError::Config(format!(
+                    "--isolation on, but these protections do not hold here: {}",
+                    missing.join("; ")
+                )));
+            }
+        }
+        let resolv_conf = data_dir.join("resolv.conf");
+        std::fs::write(&resolv_conf, network::RESOLV_CONF)
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&resolv_conf, PermissionsExt::from_mode(0o644))
+            })
+            .map_err(io("cannot write", &resolv_conf))?;
+        let host = match api.ip() {
+            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            ip => ip.to_string(),
         };
         let setsid = find_on_path("setsid").ok_or_else(|| {
             StartError::Config(
                 "the local provider needs setsid (util-linux, or busybox) on PATH".into(),
             )
         })?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|e| StartError::Config(format!("http client: {e}")))?;
         Ok(LocalProvider {
+            data_dir,
             sandboxes_dir,
             mcp_tools,
             bwrap,
             setsid,
+            setpriv: if protections.user { setpriv } else { None },
+            firewall: network::firewall_rules(&network::host_addresses()),
+            protections,
+            identities,
+            resolv_conf,
+            config: config.clone(),
+            api_base: format!("http://{host}:{}", api.port()),
+            api_port: api.port(),
             children: Mutex::new(HashMap::new()),
-            http,
         })
     }
 
@@ -102,222 +223,510 @@ impl LocalProvider {
         self.sandboxes_dir.join(id.as_str())
     }
 
-    /// Starts mcp-tools for sandbox `id`, on `port` if given and free, and
-    /// waits until it answers /health.
-    async fn start(&self, id: &SandboxId, token: &str, port: Option<u16>) -> Result<Running> {
-        let dir = self.dir(id);
-        let workspace = dir.join("workspace");
-        let state = dir.join("state");
-        for d in [&workspace, &state] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| Error::Internal(format!("cannot create {}: {e}", d.display())))?;
-        }
-        let attempts: Vec<u16> = match port {
-            Some(p) if p != 0 => vec![p, 0],
-            _ => vec![0],
-        };
-        let mut last_error = None;
-        for port in attempts {
-            match self.spawn_once(id, &dir, token, port).await {
-                Ok(addr) => return Ok(running_at(id, addr)),
-                Err(e) => last_error = Some(e),
-            }
-        }
-        Err(last_error.unwrap_or_else(|| ProviderError::failed("mcp-tools did not start").into()))
-    }
-
-    /// Starts mcp-tools once, asking for `port` (0: any), and waits until
-    /// it listens and answers /health. A start that fails leaves no process.
-    async fn spawn_once(
-        &self,
-        id: &SandboxId,
-        dir: &Path,
-        token: &str,
-        port: u16,
-    ) -> Result<SocketAddr> {
-        // Written by mcp-tools, so it lives in a folder the sandbox can write.
-        let addr_file = dir.join("state").join("addr");
-        let _ = std::fs::remove_file(&addr_file);
-        let mut child = self
-            .command(dir, token, port, &addr_file)?
-            .spawn()
-            .map_err(|e| {
-                ProviderError::failed(format!("cannot start {}: {e}", self.mcp_tools.display()))
-            })?;
-        let pid = child.id().unwrap_or(0);
-        write_atomically(&dir.join("pid"), &pid.to_string())?;
-        let listening = match wait_listening(&mut child, &addr_file).await {
-            Ok(addr) if self.healthy(addr).await => Ok(addr),
-            Ok(addr) => Err(ProviderError::failed(format!(
-                "mcp-tools for sandbox {id} listens on {addr} but /health fails"
-            ))),
-            Err(Exit::Exited(status)) => Err(ProviderError::failed(format!(
-                "mcp-tools for sandbox {id} exited at start ({status}); see {}",
-                dir.join("mcp-tools.log").display()
-            ))),
-            Err(Exit::TimedOut) => Err(ProviderError::timeout(format!(
-                "mcp-tools for sandbox {id} did not start within {}s",
-                START_TIMEOUT.as_secs()
-            ))),
-        };
-        match listening {
-            Ok(addr) => {
-                self.children.lock().await.insert(id.clone(), child);
-                Ok(addr)
-            }
-            Err(e) => {
-                procs::stop_group(pid, Some(&mut child)).await;
-                Err(e.into())
-            }
+    fn layout(&self, id: &SandboxId) -> bwrap::Layout {
+        bwrap::Layout {
+            data_dir: self.data_dir.clone(),
+            dir: self.dir(id),
         }
     }
 
-    /// The command that runs sandbox folder `dir`'s mcp-tools: under bwrap
-    /// when isolation is on, with nothing of this process's environment but
-    /// `PATH`, its output appended to `mcp-tools.log`.
-    fn command(&self, dir: &Path, token: &str, port: u16, addr_file: &Path) -> Result<Command> {
+    fn cgroup(&self, id: &SandboxId) -> Option<cgroup::SandboxCgroup> {
+        self.protections
+            .cgroups
+            .as_ref()
+            .ok()
+            .map(|c| c.sandbox(id.as_str()))
+    }
+
+    /// The settings of a new sandbox: what it asks for within the maxima,
+    /// the defaults for the rest.
+    fn choose(&self, asked: &Settings) -> Result<Chosen> {
+        let c = &self.config;
+        let within = |name: &str, value: u64, max: u64| {
+            if value == 0 || value > max {
+                Err(Error::Invalid(format!(
+                    "{name} must be between 1 and {max}"
+                )))
+            } else {
+                Ok(value)
+            }
+        };
+        let internet = match asked.allow_internet_access {
+            Some(true) if self.bwrap.is_some() => match &self.protections.internet {
+                Ok(_) => true,
+                Err(why) => {
+                    return Err(Error::Invalid(format!(
+                        "this host cannot give sandboxes internet access ({why}): \
+                         install slirp4netns and nftables"
+                    )));
+                }
+            },
+            Some(false) => false,
+            // Without isolation the sandbox shares this machine's network.
+            _ => self.bwrap.is_none() || self.protections.internet.is_ok(),
+        };
+        Ok(Chosen {
+            internet,
+            memory_mb: within(
+                "memory_mb",
+                asked.memory_mb.unwrap_or(c.default_memory_mb),
+                c.max_memory_mb,
+            )?,
+            cpu_count: within(
+                "cpu_count",
+                u64::from(asked.cpu_count.unwrap_or(c.default_cpu_count)),
+                u64::from(c.max_cpu_count),
+            )? as u32,
+            process_limit: within(
+                "process_limit",
+                asked.process_limit.unwrap_or(c.default_process_limit),
+                c.max_process_limit,
+            )?,
+        })
+    }
+
+    /// What the provider reports of a running sandbox.
+    fn running(&self, id: &SandboxId, chosen: &Chosen) -> Running {
+        Running {
+            provider_id: ProviderId::from(id),
+            endpoint: Endpoint {
+                url: format!("{}/sandboxes/{id}/mcp", self.api_base),
+                headers: BTreeMap::new(),
+            },
+            provider_data: serde_json::to_value(chosen).unwrap_or_default(),
+        }
+    }
+
+    /// Starts sandbox `id` and waits until its mcp-tools answers /health.
+    /// A start that fails leaves no process.
+    async fn start(&self, id: &SandboxId, token: &str, chosen: &Chosen) -> Result<Running> {
+        let layout = self.layout(id);
+        let failed = |what: &str, e: std::io::Error| {
+            Error::Internal(format!("{what} for sandbox {id}: {e}"))
+        };
+        for d in [
+            layout.dir.clone(),
+            layout.workspace(),
+            layout.state(),
+            layout.run(),
+        ] {
+            std::fs::create_dir_all(&d).map_err(|e| failed("cannot create folders", e))?;
+        }
+        let uid = self
+            .identities
+            .claim(
+                &self.sandboxes_dir,
+                &layout.dir,
+                &[&layout.workspace(), &layout.state(), &layout.run()],
+            )
+            .map_err(|e| failed("cannot give the sandbox its user", e))?;
+        for stale in [
+            layout.socket(),
+            layout.run().join("mcp.sock"),
+            layout.run().join("ready"),
+        ] {
+            let _ = std::fs::remove_file(stale);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("mcp-tools.log"))
-            .and_then(|log| Ok((log.try_clone()?, log)))
-            .map_err(|e| Error::Internal(format!("cannot open log in {}: {e}", dir.display())))?;
-        let mcp_args: Vec<OsString> = vec![
-            "--host".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            port.to_string().into(),
-            "--workspace".into(),
-            dir.join("workspace").into(),
-            "--state-dir".into(),
-            dir.join("state").into(),
+            .open(layout.dir.join("mcp-tools.log"))
+            .map_err(|e| failed("cannot open the log", e))?;
+
+        let started = match &self.bwrap {
+            Some(bwrap) => {
+                self.start_isolated(id, token, chosen, &layout, bwrap, uid, log)
+                    .await
+            }
+            None => self.start_plain(id, token, &layout, log).await,
+        };
+        if let Err(e) = started {
+            self.stop(id).await;
+            // The folder of a failed create goes: its log goes to ours first.
+            let log = std::fs::read(layout.dir.join("mcp-tools.log")).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[log.len().saturating_sub(2000)..]);
+            tracing::warn!(sandbox = %id, "start failed: {e}; its log ends with: {tail}");
+            return Err(e);
+        }
+        Ok(self.running(id, chosen))
+    }
+
+    /// bubblewrap, held until it is in its cgroup and behind its firewall;
+    /// then slirp4netns once mcp-tools listens.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_isolated(
+        &self,
+        id: &SandboxId,
+        token: &str,
+        chosen: &Chosen,
+        layout: &bwrap::Layout,
+        bwrap_bin: &Path,
+        uid: Option<u32>,
+        log: std::fs::File,
+    ) -> Result<()> {
+        let cgroup = self.cgroup(id);
+        if let Some(cg) = &cgroup {
+            cg.create(&chosen.limits()).map_err(|e| {
+                ProviderError::failed(format!("cannot set the limits of sandbox {id}: {e}"))
+            })?;
+        }
+        let internet = match (&self.protections.internet, chosen.internet) {
+            (Ok(tools), true) => Some(tools),
+            _ => None,
+        };
+        let launch = bwrap::Launch {
+            layout,
+            bwrap: bwrap_bin,
+            mcp_tools: &self.mcp_tools,
+            user: match (&self.setpriv, uid) {
+                (Some(setpriv), Some(uid)) => Some((setpriv.as_path(), uid)),
+                _ => None,
+            },
+            resolv_conf: internet.map(|_| self.resolv_conf.as_path()),
+            // Half the memory: tmpfs pages cannot be reclaimed, so a full /tmp
+            // must be an ENOSPC, not an OOM kill of everything in the sandbox.
+            tmp_bytes: Some(chosen.memory_mb.saturating_mul(1 << 19)),
+            token,
+            log: log
+                .try_clone()
+                .map_err(|e| Error::Internal(format!("log: {e}")))?,
+        };
+        let held = launch.start().await?;
+        let bwrap_pid = held.child.id().unwrap_or(0);
+        let sandbox_pid = held.sandbox_pid;
+        write_atomically(&layout.dir.join("pid"), &bwrap_pid.to_string())?;
+        let held = {
+            let placed = match &cgroup {
+                Some(cg) => cg.add(bwrap_pid).and_then(|()| cg.add(sandbox_pid)),
+                None => Ok(()),
+            };
+            if let Err(e) = placed {
+                let mut child = held.child;
+                let _ = child.kill().await;
+                return Err(ProviderError::failed(format!(
+                    "cannot put sandbox {id} in its cgroup: {e}"
+                ))
+                .into());
+            }
+            if let Some(tools) = internet
+                && let Err(e) = tools.apply_firewall(sandbox_pid, &self.firewall).await
+            {
+                let mut child = held.child;
+                let _ = child.kill().await;
+                return Err(e);
+            }
+            held
+        };
+        let mut child = held.release()?;
+        let waited = wait_for_socket(&mut child, layout).await;
+        self.children
+            .lock()
+            .await
+            .entry(id.clone())
+            .or_default()
+            .push(child);
+        waited.map_err(|e| e.into_error(id, layout))?;
+        if let Some(tools) = internet {
+            // Only now: slirp4netns brings up the namespace's loopback too,
+            // which must not race bubblewrap's own setup of it.
+            // Once more if the first fails: under heavy load slirp4netns
+            // was seen to fail now and then at start.
+            let slirp = match tools.start_slirp(sandbox_pid, &log).await {
+                Ok(slirp) => slirp,
+                Err(e) => {
+                    tracing::warn!(sandbox = %id, "{e}; trying once more");
+                    tools.start_slirp(sandbox_pid, &log).await?
+                }
+            };
+            let slirp_pid = slirp.id().unwrap_or(0);
+            write_atomically(&layout.dir.join("slirp.pid"), &slirp_pid.to_string())?;
+            if let Some(cg) = &cgroup {
+                // Its memory counts as the sandbox's, and it ends with it.
+                let _ = cg.add(slirp_pid);
+            }
+            self.children
+                .lock()
+                .await
+                .entry(id.clone())
+                .or_default()
+                .push(slirp);
+        }
+        if !healthy_soon(&layout.socket()).await {
+            return Err(ProviderError::failed(format!(
+                "mcp-tools of sandbox {id} listens but /health fails"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// mcp-tools as a plain child process, without isolation.
+    async fn start_plain(
+        &self,
+        id: &SandboxId,
+        token: &str,
+        layout: &bwrap::Layout,
+        log: std::fs::File,
+    ) -> Result<()> {
+        let log2 = log
+            .try_clone()
+            .map_err(|e| Error::Internal(format!("log: {e}")))?;
+        let args: Vec<OsString> = vec![
+            "--unix-socket".into(),
+            layout.run().join("mcp.sock").into(),
             "--addr-file".into(),
-            addr_file.into(),
-            // Its log is kept for when a start fails; problems are enough.
+            layout.run().join("ready").into(),
+            "--workspace".into(),
+            layout.workspace().into(),
+            "--state-dir".into(),
+            layout.state().into(),
             "--log-level".into(),
             "warn".into(),
         ];
-        // setsid(1) gives the sandbox a session of its own (so also a process
-        // group): a Ctrl-C on the terminal reaches only the control plane, the
-        // sandbox has no controlling terminal to inject keystrokes into, and
-        // stopping can sweep the whole session. It execs in place (same pid).
-        // A program rather than a pre_exec hook: with a hook the standard
-        // library forks instead of using posix_spawn, and every fork copies
-        // this process's memory, which makes creates slower as it grows.
         let mut cmd = Command::new(&self.setsid);
-        if let Some(bwrap) = &self.bwrap {
-            cmd.arg(bwrap)
-                .args(bwrap::bwrap_args(&self.sandboxes_dir, dir, &self.mcp_tools));
-        }
         cmd.arg(&self.mcp_tools)
-            .args(&mcp_args)
+            .args(&args)
             // The sandbox must not inherit this process's secrets (API keys).
             .env_clear()
             .env(
                 "PATH",
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             )
-            .env("HOME", dir.join("workspace"))
+            .env("HOME", layout.workspace())
             .env("LANG", "C.UTF-8")
             .env("MCP_AUTH_TOKEN", token)
-            .current_dir(dir.join("workspace"))
+            .current_dir(layout.workspace())
             .stdin(Stdio::null())
-            .stdout(log.0)
-            .stderr(log.1);
-        Ok(cmd)
-    }
-
-    async fn healthy(&self, addr: SocketAddr) -> bool {
-        match self.http.get(format!("http://{addr}/health")).send().await {
-            Ok(r) => r.status().is_success(),
-            Err(_) => false,
+            .stdout(log)
+            .stderr(log2);
+        let mut child = cmd.spawn().map_err(|e| {
+            ProviderError::failed(format!("cannot start {}: {e}", self.mcp_tools.display()))
+        })?;
+        write_atomically(
+            &layout.dir.join("pid"),
+            &child.id().unwrap_or(0).to_string(),
+        )?;
+        let waited = wait_for_socket(&mut child, layout).await;
+        self.children
+            .lock()
+            .await
+            .entry(id.clone())
+            .or_default()
+            .push(child);
+        waited.map_err(|e| e.into_error(id, layout))?;
+        if !healthy_soon(&layout.socket()).await {
+            return Err(ProviderError::failed(format!(
+                "mcp-tools of sandbox {id} listens but /health fails"
+            ))
+            .into());
         }
+        Ok(())
     }
 
-    /// The pid of sandbox `id`'s mcp-tools if it is alive and really ours.
+    /// The pid of sandbox `id`'s outer process if it is alive and really ours.
     fn live_pid(&self, id: &SandboxId) -> Option<u32> {
         let dir = self.dir(id);
-        if let Some(pid) = recorded_pid(&dir)
+        if let Some(pid) = recorded_pid(&dir, "pid")
             && procs::process_is_ours(pid, &dir)
         {
             return Some(pid);
         }
         // A control plane killed between starting the process and writing the
         // pid file leaves one that only its command line identifies.
-        procs::find_session_leader(&dir)
+        procs::find_group_leader(&dir)
     }
 
-    /// Stops sandbox `id`'s process if there is one, and every process its
-    /// commands left behind.
+    /// Stops sandbox `id`'s processes, every process its commands left
+    /// behind, and its network.
     async fn stop(&self, id: &SandboxId) {
         let dir = self.dir(id);
-        let mut child = self.children.lock().await.remove(id);
-        // mcp-tools leads its own session, and its commands stay in it (in
-        // process groups of their own, which signalling its group misses).
-        // A leader that already died leaves its session id to them; its pid
-        // names that session only while no other process has it.
+        let mut children = self.children.lock().await.remove(id).unwrap_or_default();
+        let cgroup = self.cgroup(id);
+        if let Some(cg) = &cgroup {
+            cg.kill_all().await;
+        }
+        // The outer process leads its own process group. Without bubblewrap
+        // mcp-tools leads its own session too, and its commands stay in it
+        // (in process groups of their own, which signalling its group
+        // misses). A leader that already died leaves its session id to them;
+        // its pid names that session only while no other process has it.
+        let leader = children.first_mut();
         let session = match self.live_pid(id) {
             Some(pid) => {
-                procs::stop_group(pid, child.as_mut()).await;
+                procs::stop_group(pid, leader).await;
                 Some(pid)
             }
             None => {
-                if let Some(child) = child.as_mut() {
+                if let Some(child) = leader {
                     let _ = child.try_wait();
                 }
-                recorded_pid(&dir).filter(|pid| procs::is_gone(*pid))
+                recorded_pid(&dir, "pid").filter(|pid| procs::is_gone(*pid))
             }
         };
         if let Some(session) = session {
             procs::kill_session(session).await;
         }
-        let _ = std::fs::remove_file(dir.join("pid"));
+        if let Some(pid) = recorded_pid(&dir, "slirp.pid")
+            && procs::is_slirp_of(pid)
+        {
+            procs::signal_process(pid, libc::SIGKILL);
+        }
+        for child in &mut children {
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        }
+        // Anything else of this sandbox still alive: e.g. bubblewrap's
+        // first process, orphaned when a control plane killed mid-start left
+        // it waiting, before it was in any group or cgroup.
+        procs::kill_all_of(&dir).await;
+        if let Some(cg) = &cgroup {
+            cg.remove().await;
+        }
+        for file in ["pid", "slirp.pid", "mcp.sock"] {
+            let _ = std::fs::remove_file(dir.join(file));
+        }
     }
+}
+
+/// What holds and what does not, as `name: why` for the missing ones.
+fn missing_protections(p: &Protections) -> Vec<String> {
+    let mut missing = Vec::new();
+    if !p.filesystem {
+        missing.push("filesystem and network namespaces: no working bubblewrap".to_string());
+    }
+    if let Err(why) = &p.internet {
+        missing.push(format!("internet access for sandboxes: {why}"));
+    }
+    if !p.user {
+        missing.push("a host user per sandbox: needs root, bubblewrap and setpriv".to_string());
+    }
+    if let Err(why) = &p.cgroups {
+        missing.push(format!("cgroup limits: {why}"));
+    }
+    missing
 }
 
 /// Why mcp-tools never came to listen.
 enum Exit {
     /// It exited, with this status.
     Exited(std::process::ExitStatus),
-    /// It did not write its address within [`START_TIMEOUT`].
+    /// It did not make its socket within [`START_TIMEOUT`].
     TimedOut,
+    /// Its socket is not a socket (the sandbox cannot have made it so
+    /// before mcp-tools ran, so something is badly wrong).
+    NotASocket,
 }
 
-/// Waits until `child` (a starting mcp-tools) writes the address it listens
-/// on to `addr_file`.
-async fn wait_listening(child: &mut Child, addr_file: &Path) -> Result<SocketAddr, Exit> {
+impl Exit {
+    fn into_error(self, id: &SandboxId, layout: &bwrap::Layout) -> Error {
+        let log = layout.dir.join("mcp-tools.log");
+        match self {
+            Exit::Exited(status) => ProviderError::failed(format!(
+                "mcp-tools for sandbox {id} exited at start ({status}); see {}",
+                log.display()
+            )),
+            Exit::TimedOut => ProviderError::timeout(format!(
+                "mcp-tools for sandbox {id} did not start within {}s; see {}",
+                START_TIMEOUT.as_secs(),
+                log.display()
+            )),
+            Exit::NotASocket => {
+                ProviderError::failed(format!("the socket of sandbox {id} is not a socket"))
+            }
+        }
+        .into()
+    }
+}
+
+/// Waits until `child`'s mcp-tools says its socket in the sandbox's `run`
+/// folder is ready (it writes `ready` there), then moves the socket to the sandbox's own folder, out of the
+/// sandbox's reach: the control plane connects only there, so nothing the
+/// sandbox does later (a link in place of the socket) redirects it.
+async fn wait_for_socket(child: &mut Child, layout: &bwrap::Layout) -> Result<(), Exit> {
+    use std::os::unix::fs::FileTypeExt;
+    let made = layout.run().join("mcp.sock");
+    let ready = layout.run().join("ready");
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
             return Err(Exit::Exited(status));
         }
-        if let Some(addr) = read_addr(addr_file) {
-            return Ok(addr);
+        if std::fs::symlink_metadata(&ready).is_ok() {
+            break;
         }
         if Instant::now() > deadline {
             return Err(Exit::TimedOut);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // rename(2) moves a link itself, never what it points to.
+    std::fs::rename(&made, layout.socket()).map_err(|_| Exit::NotASocket)?;
+    match std::fs::symlink_metadata(layout.socket()) {
+        Ok(meta) if meta.file_type().is_socket() => Ok(()),
+        _ => Err(Exit::NotASocket),
     }
 }
 
-/// The pid in sandbox folder `dir`'s pid file, if there is one.
-fn recorded_pid(dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(dir.join("pid"))
+/// [`healthy`], asked again for up to a second: the socket exists from
+/// mcp-tools' bind(2), a moment before it listens.
+async fn healthy_soon(socket: &Path) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        if healthy(socket).await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// True when the mcp-tools at `socket` answers `GET /health` with success.
+async fn healthy(socket: &Path) -> bool {
+    let check = async {
+        let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = axum::http::Request::get("/health")
+            .header(axum::http::header::HOST, "sandbox")
+            .body(axum::body::Body::empty())
+            .ok()?;
+        let resp = sender.send_request(req).await.ok()?;
+        Some(resp.status().is_success())
+    };
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Some(true))
+    )
+}
+
+/// The pid in file `name` of sandbox folder `dir`, if there is one.
+fn recorded_pid(dir: &Path, name: &str) -> Option<u32> {
+    std::fs::read_to_string(dir.join(name))
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok())
 }
 
-/// What [`LocalProvider`] reports of sandbox `id` listening on `addr`.
-fn running_at(id: &SandboxId, addr: SocketAddr) -> Running {
-    Running {
-        provider_id: ProviderId::from(id),
-        endpoint: Endpoint {
-            url: format!("http://{addr}/mcp"),
-            headers: BTreeMap::new(),
-        },
-        provider_data: serde_json::json!({ "port": addr.port() }),
+/// Bytes the files under `dir` take on disk, never following a link.
+fn disk_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
+    let mut total = meta.blocks() * 512;
+    if meta.is_dir()
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        for entry in entries.flatten() {
+            total += disk_usage(&entry.path());
+        }
     }
+    total
 }
 
 #[async_trait]
@@ -336,21 +745,49 @@ impl Provider for LocalProvider {
     }
 
     fn describe(&self) -> String {
-        match &self.bwrap {
+        let p = &self.protections;
+        let mut line = match &self.bwrap {
             Some(b) => format!(
-                "local sandboxes run {} under {} (isolation on: each sees the machine read-only \
-                 without /root and /home, its own folder read-write, its own processes, no \
-                 capabilities, and not the other sandboxes)",
+                "local sandboxes run {} under {}: each sees the machine read-only without \
+                 /root, /home and /run, its own folder read-write, its own processes and \
+                 network namespace, no capabilities, and not the other sandboxes",
                 self.mcp_tools.display(),
                 b.display()
             ),
-            None => format!(
-                "local sandboxes run {} as this user WITHOUT isolation: commands in a sandbox can \
-                 read and write anything this user can, including other sandboxes \
-                 (install bubblewrap for isolation)",
-                self.mcp_tools.display()
-            ),
-        }
+            None => {
+                return format!(
+                    "local sandboxes run {} as this user WITHOUT isolation: commands in a \
+                     sandbox can read and write anything this user can, including other \
+                     sandboxes (install bubblewrap for isolation)",
+                    self.mcp_tools.display()
+                );
+            }
+        };
+        line.push_str(&match &p.internet {
+            Ok(_) => "; internet through slirp4netns, never this machine or its LAN".into(),
+            Err(why) => format!("; NO internet access ({why})"),
+        });
+        line.push_str(&match (p.user, &self.config.sandbox_uids) {
+            (true, range) => format!("; a host user each from {range}"),
+            (false, _) => "; running as this user inside a user namespace".into(),
+        });
+        line.push_str(&match &p.cgroups {
+            Ok(c) => format!("; limits through {}", c.version()),
+            Err(why) => format!("; NO resource limits ({why})"),
+        });
+        line
+    }
+
+    fn protections(&self) -> Vec<(&'static str, bool)> {
+        let p = &self.protections;
+        vec![
+            ("filesystem", p.filesystem),
+            ("network", p.network),
+            ("internet_via_user_mode_network", p.internet.is_ok()),
+            ("user", p.user),
+            ("cgroups", p.cgroups.is_ok()),
+            ("quota", false),
+        ]
     }
 
     async fn create(&self, spec: &CreateSpec) -> Result<Running> {
@@ -361,10 +798,10 @@ impl Provider for LocalProvider {
                 "the local provider has only the template \"default\", not {t:?}"
             )));
         }
-        let started = self.start(&spec.sandbox_id, &spec.token, None).await;
+        let chosen = self.choose(&spec.settings)?;
+        let started = self.start(&spec.sandbox_id, &spec.token, &chosen).await;
         if started.is_err() {
-            self.stop(&spec.sandbox_id).await;
-            let _ = std::fs::remove_dir_all(self.dir(&spec.sandbox_id));
+            let _ = remove_tree(&self.dir(&spec.sandbox_id));
         }
         started
     }
@@ -379,10 +816,14 @@ impl Provider for LocalProvider {
             ))
             .into());
         }
-        // A process left from before (e.g. adopted) would hold the port.
+        // A sandbox from before these settings existed gets today's defaults.
+        let chosen = match Chosen::of(sandbox) {
+            Some(chosen) => chosen,
+            None => self.choose(&Settings::default())?,
+        };
+        // Whatever is left from before (e.g. adopted) goes first.
         self.stop(sandbox.id).await;
-        self.start(sandbox.id, sandbox.token, recorded_port(sandbox))
-            .await
+        self.start(sandbox.id, sandbox.token, &chosen).await
     }
 
     async fn pause(&self, sandbox: SandboxRef<'_>) -> Result<()> {
@@ -403,37 +844,114 @@ impl Provider for LocalProvider {
         if !dir.join("workspace").is_dir() {
             return Ok(Inspection::Gone);
         }
-        if let Some(child) = self.children.lock().await.get_mut(id) {
-            // Reap a child that exited by itself.
-            let _ = child.try_wait();
-        }
-        if self.live_pid(id).is_none() {
-            return Ok(Inspection::Stopped);
-        }
-        // The address file lies in a folder the sandbox can write: the port
-        // recorded at start is trusted first, and the file (read with care)
-        // only when there is none or it no longer answers, e.g. a start the
-        // control plane did not live to record.
-        let recorded = recorded_port(sandbox).map(|p| SocketAddr::from(([127, 0, 0, 1], p)));
-        let mut candidates: Vec<SocketAddr> = recorded.into_iter().collect();
-        if let Some(addr) = read_addr(&dir.join("state").join("addr"))
-            && Some(addr) != recorded
-        {
-            candidates.push(addr);
-        }
-        for addr in candidates {
-            if self.healthy(addr).await {
-                return Ok(Inspection::Running(running_at(id, addr)));
+        if let Some(children) = self.children.lock().await.get_mut(id) {
+            // Reap children that exited by themselves.
+            for child in children {
+                let _ = child.try_wait();
             }
         }
-        // Alive but not answering: stop it so the state is clear.
+        // Its outer process gone but mcp-tools (or anything) left: stopped,
+        // and what is left is ended so that the state is true.
+        if self.live_pid(id).is_some() && healthy(&dir.join("mcp.sock")).await {
+            let chosen = match Chosen::of(sandbox) {
+                Some(chosen) => chosen,
+                None => self.choose(&Settings::default())?,
+            };
+            return Ok(Inspection::Running(self.running(id, &chosen)));
+        }
         self.stop(id).await;
         Ok(Inspection::Stopped)
     }
 
-    fn port_url(&self, _sandbox: SandboxRef<'_>, port: u16) -> Result<String> {
-        // Local sandboxes share this machine's network.
-        Ok(format!("http://127.0.0.1:{port}"))
+    fn port_url(&self, sandbox: SandboxRef<'_>, port: u16) -> Result<String> {
+        match self.bwrap {
+            // Its own network: reached through the control plane, an origin
+            // per sandbox and port.
+            Some(_) => Ok(format!(
+                "http://{port}-{}.localhost:{}",
+                sandbox.id, self.api_port
+            )),
+            // Unisolated sandboxes share this machine's network.
+            None => Ok(format!("http://127.0.0.1:{port}")),
+        }
+    }
+
+    fn vscode_url(&self, _sandbox: SandboxRef<'_>) -> String {
+        // Local sandboxes run no code-server.
+        String::new()
+    }
+
+    async fn open_route(&self, sandbox: SandboxRef<'_>, route: Route) -> Result<RouteStream> {
+        let dir = self.dir(sandbox.id);
+        let unreachable = |e: std::io::Error| -> Error {
+            ProviderError::failed(format!("sandbox {} does not answer: {e}", sandbox.id)).into()
+        };
+        match route {
+            Route::Mcp => Ok(Box::new(
+                tokio::net::UnixStream::connect(dir.join("mcp.sock"))
+                    .await
+                    .map_err(unreachable)?,
+            )),
+            Route::Port(port) if self.bwrap.is_some() => {
+                let init = self
+                    .live_pid(sandbox.id)
+                    .and_then(procs::only_child)
+                    .ok_or_else(|| unreachable(std::io::ErrorKind::NotFound.into()))?;
+                Ok(Box::new(
+                    network::connect_inside(init, port)
+                        .await
+                        .map_err(unreachable)?,
+                ))
+            }
+            Route::Port(port) => Ok(Box::new(
+                tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .map_err(unreachable)?,
+            )),
+        }
+    }
+
+    fn mcp_socket(&self, sandbox: SandboxRef<'_>) -> Option<PathBuf> {
+        Some(self.dir(sandbox.id).join("mcp.sock"))
+    }
+
+    fn is_alive(&self, sandbox: SandboxRef<'_>) -> Option<bool> {
+        // A listener that died leaves a socket that refuses at once.
+        Some(std::os::unix::net::UnixStream::connect(self.dir(sandbox.id).join("mcp.sock")).is_ok())
+    }
+
+    fn oom_kills(&self, sandbox: SandboxRef<'_>) -> Option<u64> {
+        self.cgroup(sandbox.id)?.oom_kills()
+    }
+
+    async fn metrics(&self, sandbox: SandboxRef<'_>) -> Result<Metrics> {
+        let workspace = self.dir(sandbox.id).join("workspace");
+        let disk_bytes = tokio::task::spawn_blocking(move || disk_usage(&workspace))
+            .await
+            .unwrap_or(0);
+        let Some(cg) = self.cgroup(sandbox.id) else {
+            return Ok(Metrics {
+                disk_bytes,
+                ..Metrics::default()
+            });
+        };
+        let usage = cg.usage().map_err(|e| {
+            ProviderError::failed(format!(
+                "cannot read the usage of sandbox {}: {e}",
+                sandbox.id
+            ))
+        })?;
+        Ok(Metrics {
+            cpu_usec: usage.cpu_usec,
+            cpu_count: Chosen::of(sandbox).map(|c| c.cpu_count),
+            memory_bytes: usage.memory_bytes,
+            memory_limit_bytes: usage.memory_limit_bytes,
+            processes: usage.pids,
+            process_limit: usage.pids_limit,
+            processes_refused: usage.pids_refused,
+            disk_bytes,
+            oom_kills: usage.oom_kills,
+        })
     }
 }
 
@@ -505,86 +1023,9 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
-/// The port mcp-tools listened on when the control plane last started it.
-fn recorded_port(sandbox: SandboxRef<'_>) -> Option<u16> {
-    sandbox
-        .provider_data
-        .get("port")
-        .and_then(|p| p.as_u64())
-        .and_then(|p| u16::try_from(p).ok())
-        .filter(|p| *p != 0)
-}
-
-/// Longest address file accepted ("127.0.0.1:65535" is 15 bytes).
-const ADDR_FILE_MAX: u64 = 64;
-
-/// The loopback address mcp-tools wrote to `path`, if the file holds one.
-///
-/// The file is in a folder the sandbox can write, so it may have been
-/// replaced by anything: a link is not followed, a FIFO or device is not
-/// read (opening does not block), at most [`ADDR_FILE_MAX`] bytes are read,
-/// and only a loopback address is accepted, never another host.
-fn read_addr(path: &Path) -> Option<SocketAddr> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.file_type().is_file() {
-        return None;
-    }
-    let mut text = Vec::new();
-    file.take(ADDR_FILE_MAX + 1).read_to_end(&mut text).ok()?;
-    if text.len() as u64 > ADDR_FILE_MAX {
-        return None;
-    }
-    let addr: SocketAddr = std::str::from_utf8(&text).ok()?.trim().parse().ok()?;
-    addr.ip().is_loopback().then_some(addr)
-}
-
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, text)
         .and_then(|_| std::fs::rename(&tmp, path))
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_address_file_is_read_with_care() {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = dir.path().join("addr");
-        std::fs::write(&addr, "127.0.0.1:6060\n").unwrap();
-        assert_eq!(read_addr(&addr), Some("127.0.0.1:6060".parse().unwrap()));
-        std::fs::write(&addr, "[::1]:6060").unwrap();
-        assert_eq!(read_addr(&addr), Some("[::1]:6060".parse().unwrap()));
-
-        // Never another host, nor a long file.
-        std::fs::write(&addr, "10.1.2.3:6060").unwrap();
-        assert_eq!(read_addr(&addr), None);
-        std::fs::write(&addr, format!("127.0.0.1:6060{}", " ".repeat(100))).unwrap();
-        assert_eq!(read_addr(&addr), None);
-
-        // Not through a link, even to a good file.
-        let good = dir.path().join("good");
-        std::fs::write(&good, "127.0.0.1:6060").unwrap();
-        std::fs::remove_file(&addr).unwrap();
-        std::os::unix::fs::symlink(&good, &addr).unwrap();
-        assert_eq!(read_addr(&addr), None);
-        std::fs::remove_file(&addr).unwrap();
-        std::os::unix::fs::symlink("/dev/zero", &addr).unwrap();
-        assert_eq!(read_addr(&addr), None);
-
-        // A FIFO nobody writes to: refused at once, not waited on.
-        std::fs::remove_file(&addr).unwrap();
-        let c = std::ffi::CString::new(addr.as_os_str().as_encoded_bytes()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        assert_eq!(read_addr(&addr), None);
-    }
 }

@@ -14,6 +14,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 struct Stat {
     /// One letter: R, S, D, Z (zombie), X (dead), ...
     state: char,
+    /// Process group id.
+    group: u32,
     /// Session id.
     session: u32,
 }
@@ -30,8 +32,13 @@ impl Stat {
     fn parse(text: &str) -> Option<Stat> {
         let mut fields = text.rsplit_once(')')?.1.split_whitespace();
         let state = fields.next()?.chars().next()?;
-        let session = fields.nth(2)?.parse().ok()?;
-        Some(Stat { state, session })
+        let group = fields.nth(1)?.parse().ok()?;
+        let session = fields.next()?.parse().ok()?;
+        Some(Stat {
+            state,
+            group,
+            session,
+        })
     }
 
     /// Dead, or a zombie waiting for its parent: nothing left to signal.
@@ -97,12 +104,56 @@ fn all_processes() -> impl Iterator<Item = (u32, Stat)> {
         })
 }
 
-/// The session leader (the process the local provider starts) among the
-/// processes of sandbox folder `dir`, if any is alive.
-pub fn find_session_leader(dir: &Path) -> Option<u32> {
+/// The process group leader (the process the local provider starts) among
+/// the processes of sandbox folder `dir`, if any is alive.
+pub fn find_group_leader(dir: &Path) -> Option<u32> {
     all_processes()
-        .find(|(pid, stat)| stat.session == *pid && process_is_ours(*pid, dir))
+        .find(|(pid, stat)| stat.group == *pid && process_is_ours(*pid, dir))
         .map(|(pid, _)| pid)
+}
+
+/// The one child of process `pid` (bubblewrap's outer process has one: the
+/// sandbox's first process), if it has exactly one.
+pub fn only_child(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    let mut children = text
+        .split_whitespace()
+        .filter_map(|c| c.parse::<u32>().ok());
+    match (children.next(), children.next()) {
+        (Some(child), None) => Some(child),
+        _ => None,
+    }
+}
+
+/// True if `pid` is alive and runs slirp4netns (so a recycled pid is never
+/// signalled for it).
+pub fn is_slirp_of(pid: u32) -> bool {
+    if pid <= 1 || Stat::of(pid).is_none_or(|s| s.is_dead()) {
+        return false;
+    }
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| c.split(|b| *b == 0).next().map(<[u8]>::to_vec))
+        .is_some_and(|argv0| argv0.ends_with(b"slirp4netns"))
+}
+
+/// SIGKILLs every live process whose command line mentions sandbox folder
+/// `dir`'s workspace, again until none is left (about a second at most).
+pub async fn kill_all_of(dir: &Path) {
+    for _ in 0..50 {
+        let ours: Vec<u32> = all_processes()
+            .filter(|(pid, stat)| !stat.is_dead() && process_is_ours(*pid, dir))
+            .map(|(pid, _)| pid)
+            .collect();
+        if ours.is_empty() {
+            return;
+        }
+        for pid in ours {
+            signal_process(pid, libc::SIGKILL);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tracing::warn!(dir = %dir.display(), "processes of a stopped sandbox are still alive");
 }
 
 /// True if process `pid` no longer exists.
@@ -179,8 +230,8 @@ mod tests {
 
     #[test]
     fn stat_fields_are_counted_from_the_last_parenthesis() {
-        let s = Stat::parse("42 (a) b) (c) S 1 42 42 0 -1").unwrap();
-        assert_eq!((s.state, s.session), ('S', 42));
+        let s = Stat::parse("42 (a) b) (c) S 1 41 40 0 -1").unwrap();
+        assert_eq!((s.state, s.group, s.session), ('S', 41, 40));
         assert!(!s.is_dead());
         assert!(Stat::parse("7 (x) Z 1 7 9").unwrap().is_dead());
         assert!(Stat::parse("garbage").is_none());

@@ -1,0 +1,197 @@
+//! Client traffic to sandboxes whose provider gives them no address of
+//! their own (the local provider: each sandbox has its own network
+//! namespace). The control plane's address is the one route in, so nothing
+//! inside a sandbox can occupy an address a client uses:
+//!
+//! - `/sandboxes/{id}/mcp` carries MCP (streamable HTTP) to the sandbox's
+//!   mcp-tools. It needs the sandbox's token (`Authorization: Bearer`),
+//!   checked here before anything reaches the sandbox, and again by mcp-tools.
+//! - `http://{port}-{id}.localhost:{api port}/...` carries a browser to a
+//!   server listening on `port` inside the sandbox (E2B's
+//!   `{port}-{id}.e2b.app` scheme). Each sandbox and port is an origin of its
+//!   own, apart from the API's, so a page served by a tenant never sees the
+//!   API's cookies or keys.
+//!
+//! Requests are forwarded as they are (HTTP/1.1, bodies and answers
+//! streamed, so MCP's server-sent events flow), on a fresh connection each.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hyper_util::rt::TokioIo;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::error::{Error, ProviderError};
+use crate::provider::{Route, RouteStream};
+
+/// Headers that describe one hop, not the request (RFC 9110 section 7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// The sandbox and port a `{port}-{id}.localhost[:port]` host names, if it
+/// names one. Ids are letters, digits and `-`, as the control plane makes them.
+pub fn parse_port_host(host: &str) -> Option<(u16, &str)> {
+    let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+    let label = name.strip_suffix(".localhost")?;
+    let (port, id) = label.split_once('-')?;
+    let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
+    let plain = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    plain.then_some((port, id))
+}
+
+/// Runs before routing: a request for a `{port}-{id}.localhost` host goes to
+/// that sandbox's port, and nothing of the API answers on such a host.
+pub async fn port_hosts(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    let Some((port, id)) = host.as_deref().and_then(parse_port_host) else {
+        return next.run(req).await;
+    };
+    let id = id.to_string();
+    match state.sandboxes.open_route(&id, Route::Port(port)).await {
+        Ok(stream) => forward(stream, req, None).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `/sandboxes/{id}/mcp` (and anything under it): MCP to the sandbox.
+pub async fn mcp(
+    State(state): State<AppState>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    req: Request,
+) -> Response {
+    let token = match state.sandboxes.route_token(&id) {
+        Ok(token) => token,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    if !bearer_matches(req.headers(), &token) {
+        let mut resp = (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({ "error": {
+                "code": "unauthorized",
+                "message": "send the sandbox's token: Authorization: Bearer TOKEN",
+            }})),
+        )
+            .into_response();
+        resp.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return resp;
+    }
+    match state.sandboxes.open_route(&id, Route::Mcp).await {
+        Ok(stream) => forward(stream, req, Some("/mcp")).await,
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .unwrap_or("");
+    !token.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
+}
+
+/// Sends `req` over `stream` and gives back the answer, its body streamed.
+/// With `path`, the request's path is replaced by it (the query is kept).
+async fn forward(stream: RouteStream, req: Request, path: Option<&str>) -> Response {
+    let (mut parts, body) = req.into_parts();
+    if let Some(path) = path {
+        let pq = match parts.uri.query() {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        parts.uri = pq.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    } else {
+        parts.uri = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str())
+            .unwrap_or("/")
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    for name in HOP_BY_HOP {
+        parts.headers.remove(name);
+    }
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => return bad_gateway(&format!("the sandbox did not take the connection: {e}")),
+        };
+    // The connection lives as long as the answer's body is read.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(resp) => {
+            let (mut parts, body) = resp.into_parts();
+            for name in HOP_BY_HOP {
+                parts.headers.remove(name);
+            }
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => bad_gateway(&format!("the sandbox did not answer: {e}")),
+    }
+}
+
+fn bad_gateway(message: &str) -> Response {
+    ApiError::from(Error::from(ProviderError::failed(message))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_hosts_name_a_port_and_a_sandbox() {
+        assert_eq!(
+            parse_port_host("3000-sb-0123abcd.localhost:8080"),
+            Some((3000, "sb-0123abcd"))
+        );
+        assert_eq!(parse_port_host("80-x.localhost"), Some((80, "x")));
+        for not in [
+            "localhost:8080",
+            "127.0.0.1:8080",
+            "0-sb.localhost",
+            "70000-sb.localhost",
+            "3000-.localhost",
+            "3000-sb.localhost.evil.com",
+            "3000-s_b.localhost",
+            "x-sb.localhost",
+        ] {
+            assert_eq!(parse_port_host(not), None, "{not}");
+        }
+    }
+
+    #[test]
+    fn only_the_sandbox_token_passes() {
+        let mut h = HeaderMap::new();
+        assert!(!bearer_matches(&h, "tok"));
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer tok"),
+        );
+        assert!(bearer_matches(&h, "tok"));
+        assert!(!bearer_matches(&h, "tok2"));
+        assert!(!bearer_matches(&h, ""));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic tok"));
+        assert!(!bearer_matches(&h, "tok"));
+    }
+}

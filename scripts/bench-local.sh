@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Create and exec latency of local sandboxes: p50 and p90 of N creates and
+# of N `true` commands, for each folder of binaries given (each holding
+# control-plane and mcp-tools), so a change is measured against a reference
+# in the same run. The first folder is the reference; ratios are against it.
+#
+#   scripts/bench-local.sh target/release                    # one build
+#   scripts/bench-local.sh /path/to/old/target/release target/release
+#
+# Env: N (default 40) samples of each; ISOLATION (default auto).
+set -euo pipefail
+[ $# -ge 1 ] || { echo "usage: $0 BIN_DIR [BIN_DIR...]" >&2; exit 2; }
+N="${N:-40}"
+ISOLATION="${ISOLATION:-auto}"
+
+bench_one() {
+    local bin="$1" data
+    data="$(mktemp -d)"
+    "$bin/control-plane" serve --port 0 --data-dir "$data/data" --addr-file "$data/addr" \
+        --mcp-tools-bin "$bin/mcp-tools" --isolation "$ISOLATION" --max-running $((N + 5)) \
+        --log-level warn 2>"$data/log" &
+    local pid=$!
+    for _ in $(seq 100); do [ -s "$data/addr" ] && break; sleep 0.1; done
+    python3 - "http://$(cat "$data/addr")" "$N" <<'EOF'
+import json, statistics, sys, time, urllib.error, urllib.request
+base, n = sys.argv[1], int(sys.argv[2])
+def post(path, body):
+    req = urllib.request.Request(base + path, data=json.dumps(body).encode(),
+                                 headers={"content-type": "application/json"})
+    t = time.perf_counter()
+    try:
+        with urllib.request.urlopen(req, timeout=60) as r:
+            out = json.load(r)
+    except urllib.error.HTTPError as e:
+        sys.exit(f"{path}: {e.code} {e.read().decode()}")
+    return (time.perf_counter() - t) * 1000, out
+creates, ids = [], []
+for _ in range(n):
+    ms, out = post("/sandboxes/create", {"user_id": "bench"})
+    creates.append(ms); ids.append(out["sandbox_id"])
+post("/sandboxes/run-command", {"sandbox_id": ids[0], "command": "true"})  # opens the session
+execs = [post("/sandboxes/run-command", {"sandbox_id": ids[0], "command": "true"})[0] for _ in range(n)]
+for sid in ids:
+    urllib.request.urlopen(urllib.request.Request(base + f"/sandboxes/{sid}", method="DELETE"), timeout=60)
+q = lambda xs, p: statistics.quantiles(xs, n=100)[p - 1]
+print(json.dumps({"create_p50": q(creates, 50), "create_p90": q(creates, 90),
+                  "exec_p50": q(execs, 50), "exec_p90": q(execs, 90)}))
+EOF
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    rm -rf "$data"
+}
+
+results=()
+for bin in "$@"; do
+    results+=("$(bench_one "$bin")")
+done
+python3 - "$@" -- "${results[@]}" <<'EOF'
+import json, sys
+args = sys.argv[1:]
+sep = args.index("--")
+bins, results = args[:sep], [json.loads(r) for r in args[sep + 1:]]
+ref = results[0]
+print(f"{'binaries':40} {'create p50':>11} {'p90':>8} {'exec p50':>9} {'p90':>8}   ratios p50 (create, exec)")
+for b, r in zip(bins, results):
+    print(f"{b:40} {r['create_p50']:9.1f}ms {r['create_p90']:6.1f}ms {r['exec_p50']:7.2f}ms {r['exec_p90']:6.2f}ms"
+          f"   {r['create_p50'] / ref['create_p50']:.2f}x, {r['exec_p50'] / ref['exec_p50']:.2f}x")
+EOF
