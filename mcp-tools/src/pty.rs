@@ -63,7 +63,15 @@ impl Default for TermSize {
 /// and the terminal side (given to the command).
 pub fn open(size: TermSize) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let flags = OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC;
-    let controller = rustix::pty::openpt(flags)?;
+    let controller = rustix::pty::openpt(flags).map_err(|e| {
+        // A sandbox without terminal devices (no /dev/ptmx or devpts):
+        // say so, rather than a bare "No such file or directory".
+        let e = std::io::Error::from(e);
+        std::io::Error::new(
+            e.kind(),
+            format!("no pseudo-terminal can be opened here (/dev/ptmx: {e}); run it without `pty`"),
+        )
+    })?;
     rustix::pty::grantpt(&controller)?;
     rustix::pty::unlockpt(&controller)?;
     let terminal = match rustix::pty::ioctl_tiocgptpeer(&controller, flags) {
