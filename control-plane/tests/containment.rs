@@ -453,3 +453,103 @@ async fn a_sandbox_that_dies_mid_call_answers_at_once() {
         .await;
     assert_eq!(status, 413, "{body}");
 }
+
+/// A real MCP client on the host, connected through a sandbox's `mcp_url`.
+async fn mcp_client(created: &Value) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let url = created["mcp_url"].as_str().unwrap();
+    let auth = created["mcp_headers"]["Authorization"].as_str().unwrap();
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_string())
+            .auth_header(auth.strip_prefix("Bearer ").unwrap()),
+    );
+    ().serve(transport).await.expect("MCP session")
+}
+
+/// The structured answer of tool `name`, asserting it succeeded.
+async fn call_tool(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    name: &str,
+    args: Value,
+) -> Value {
+    let Value::Object(args) = args else {
+        panic!("tool arguments must be an object")
+    };
+    let result = client
+        .call_tool(rmcp::model::CallToolRequestParams::new(name.to_owned()).with_arguments(args))
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_ne!(result.is_error, Some(true), "{name}: {result:?}");
+    result.structured_content.expect("structured content")
+}
+
+/// Starts `command` on a terminal in the sandbox and waits until its
+/// output matches `regex`; returns the job's id and its output so far.
+async fn on_terminal(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    command: &str,
+    regex: &str,
+) -> (String, String) {
+    let started = call_tool(
+        client,
+        "run_command",
+        json!({ "command": command, "background": true, "pty": true }),
+    )
+    .await;
+    let id = started["id"].as_str().unwrap().to_string();
+    let waited = call_tool(
+        client,
+        "process_wait",
+        json!({ "id": id, "until_regex": regex, "timeout_ms": 20000 }),
+    )
+    .await;
+    assert_eq!(waited["reason"], "matched", "{waited}");
+    (id, waited["tail"].as_str().unwrap_or("").to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_has_terminals_of_its_own() {
+    let s = Server::start();
+    if protections_or_refusal(&s, &["filesystem"]).await.is_none() {
+        return;
+    }
+    let mut created = Vec::new();
+    for user in ["term-a", "term-b"] {
+        let (status, c) = s
+            .post("/sandboxes/create", json!({ "user_id": user }))
+            .await;
+        assert_eq!(status, 200, "{c}");
+        created.push(c);
+    }
+    let (a, b) = (mcp_client(&created[0]).await, mcp_client(&created[1]).await);
+
+    // B holds a terminal open.
+    let (b_job, b_out) = on_terminal(&b, "tty; sleep 60", r"^/dev/pts/\d+").await;
+    assert!(b_out.contains("/dev/pts/0"), "{b_out}");
+
+    // A gets a terminal too, and sees only its own: the same first number
+    // as B's (a devpts instance of its own), nothing of B's or the host's.
+    let (_, a_out) = on_terminal(
+        &a,
+        "tty; echo \"ptys:$(ls /dev/pts | tr '\\n' ,)end\"",
+        "end$",
+    )
+    .await;
+    assert!(a_out.contains("/dev/pts/0"), "{a_out}");
+    assert!(a_out.contains("ptys:0,ptmx,end"), "{a_out}");
+
+    // The terminal is a real one: a program on it sees a tty.
+    let (_, py) = on_terminal(
+        &a,
+        "python3 -c 'import os, sys; print(\"isatty\", os.isatty(0), os.ttyname(0))'",
+        "^isatty",
+    )
+    .await;
+    assert!(py.contains("isatty True /dev/pts/"), "{py}");
+
+    call_tool(&b, "process_kill", json!({ "id": b_job })).await;
+    let _ = a.cancel().await;
+    let _ = b.cancel().await;
+}

@@ -158,8 +158,9 @@ impl Launch<'_> {
 
     /// bubblewrap's arguments: the machine read-only, without home folders,
     /// `/run`, the data folder (other sandboxes, the database) and the cgroup
-    /// tree; a minimal `/dev`; the sandbox's own workspace, state and run
-    /// folders; its own pid, IPC, UTS and network namespaces; no capabilities.
+    /// tree; a `/dev` of its own with its own terminals; the sandbox's own
+    /// workspace, state and run folders; its own pid, IPC, UTS and network
+    /// namespaces; no capabilities.
     pub fn bwrap_args(&self) -> Vec<OsString> {
         let layout = self.layout;
         let (workspace, state, run) = (layout.workspace(), layout.state(), layout.run());
@@ -168,13 +169,10 @@ impl Launch<'_> {
             args.extend(items.iter().map(|p| p.as_ref().to_os_string()));
         };
         add(&[&"--ro-bind", &"/", &"/"]);
-        // Not --dev: its devpts needs a second user namespace, which would
-        // keep slirp4netns from entering the network namespace.
-        add(&[&"--tmpfs", &"/dev"]);
-        for dev in ["null", "zero", "full", "random", "urandom"] {
-            let path = format!("/dev/{dev}");
-            add(&[&"--dev-bind", &path, &path]);
-        }
+        // A /dev of its own: null, zero, full, random, urandom and tty, and a
+        // new devpts instance (with its /dev/ptmx) for its terminals, which
+        // shows neither the host's nor another sandbox's.
+        add(&[&"--dev", &"/dev"]);
         // Writable by everyone (sticky), as on any machine: the sandbox's
         // user is not the root that mounts them.
         add(&[&"--perms", &"01777"]);
@@ -182,14 +180,6 @@ impl Launch<'_> {
             add(&[&"--size", &(bytes / 2).to_string()]);
         }
         add(&[&"--tmpfs", &"/dev/shm"]);
-        for (target, link) in [
-            ("/proc/self/fd", "/dev/fd"),
-            ("/proc/self/fd/0", "/dev/stdin"),
-            ("/proc/self/fd/1", "/dev/stdout"),
-            ("/proc/self/fd/2", "/dev/stderr"),
-        ] {
-            add(&[&"--symlink", &target, &link]);
-        }
         add(&[&"--proc", &"/proc"]);
         add(&[&"--perms", &"01777"]);
         if let Some(bytes) = self.tmp_bytes {
@@ -292,7 +282,7 @@ pub async fn find_working_bwrap() -> Option<PathBuf> {
             "--ro-bind",
             "/",
             "/",
-            "--tmpfs",
+            "--dev",
             "/dev",
             "--proc",
             "/proc",
@@ -362,6 +352,6 @@ mod tests {
                 .find("--bind /data/sandboxes/sb-1/workspace")
                 .unwrap()
         );
-        assert!(!joined.contains("--dev /dev"));
+        assert!(joined.contains("--dev /dev --perms 01777 --size 512 --tmpfs /dev/shm"));
     }
 }

@@ -162,9 +162,7 @@ impl LocalProvider {
             filesystem: bwrap.is_some(),
             network: bwrap.is_some(),
             internet: match &bwrap {
-                Some(_) => {
-                    network::NetworkTools::find().map_err(|missing| format!("{missing} not found"))
-                }
+                Some(_) => network::NetworkTools::find(),
                 None => Err("no bubblewrap".into()),
             },
             user: bwrap.is_some() && identities.per_sandbox() && setpriv.is_some(),
@@ -409,6 +407,7 @@ impl LocalProvider {
                 .into());
             }
             if let Some(tools) = internet
+                && !network::in_user_namespace()
                 && let Err(e) = tools.apply_firewall(sandbox_pid, &self.firewall).await
             {
                 let mut child = held.child;
@@ -427,6 +426,16 @@ impl LocalProvider {
             .push(child);
         waited.map_err(|e| e.into_error(id, layout))?;
         if let Some(tools) = internet {
+            if network::in_user_namespace() {
+                // Without root the firewall goes in only now: bubblewrap
+                // maps the user into the namespace that owns the network
+                // after it is released, and before that nft has no
+                // privilege there. No packet has left yet: the namespace
+                // has only `lo` until slirp4netns adds `tap0` below, and
+                // the sandbox has no privilege over its network to add
+                // rules of its own first.
+                tools.apply_firewall(sandbox_pid, &self.firewall).await?;
+            }
             // Only now: slirp4netns brings up the namespace's loopback too,
             // which must not race bubblewrap's own setup of it.
             // Once more if the first fails: under heavy load slirp4netns

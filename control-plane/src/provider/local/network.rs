@@ -141,36 +141,47 @@ pub struct NetworkTools {
 
 impl NetworkTools {
     /// slirp4netns, nsenter and nft on `PATH` (or in `/usr/sbin`, which a
-    /// non-root `PATH` often lacks); the missing ones named in the error.
+    /// non-root `PATH` often lacks), and `/dev/net/tun` open to this user.
+    ///
+    /// Errors: what is missing, e.g. "slirp4netns, nft not found".
     pub fn find() -> std::result::Result<Self, String> {
         let found = |name: &str| find_program(name).ok_or_else(|| name.to_string());
         let (slirp4netns, nsenter, nft) = (found("slirp4netns"), found("nsenter"), found("nft"));
-        match (slirp4netns, nsenter, nft) {
-            (Ok(slirp4netns), Ok(nsenter), Ok(nft)) => Ok(NetworkTools {
+        let tools = match (slirp4netns, nsenter, nft) {
+            (Ok(slirp4netns), Ok(nsenter), Ok(nft)) => NetworkTools {
                 slirp4netns,
                 nsenter,
                 nft,
-            }),
-            (a, b, c) => Err([a.err(), b.err(), c.err()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(", ")),
-        }
+            },
+            (a, b, c) => {
+                let missing: Vec<String> =
+                    [a.err(), b.err(), c.err()].into_iter().flatten().collect();
+                return Err(format!("{} not found", missing.join(", ")));
+            }
+        };
+        // slirp4netns opens it as this user; some hosts keep it root's (0600).
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/net/tun")
+            .map_err(|e| format!("/dev/net/tun cannot be opened by this user ({e})"))?;
+        Ok(tools)
     }
 
     /// Loads `rules` into the network namespace of process `pid` with
     /// `nsenter --target PID --net nft -f -`. Without root the namespace
-    /// belongs to the sandbox's user namespace, which is entered too.
+    /// belongs to a user namespace of the sandbox's ([`NetnsOwner`]), which
+    /// is entered too.
     ///
     /// nft never runs outside that namespace: if nsenter cannot enter it,
     /// nft is not started at all.
     pub async fn apply_firewall(&self, pid: u32, rules: &str) -> Result<()> {
+        let owner = NetnsOwner::of_unprivileged(pid)?;
         let mut cmd = Command::new(&self.nsenter);
         cmd.arg(format!("--target={pid}")).arg("--net");
-        // SAFETY: geteuid(2) cannot fail and touches no memory.
-        if unsafe { libc::geteuid() } != 0 {
-            cmd.args(["--user", "--preserve-credentials"]);
+        if let Some(owner) = &owner {
+            cmd.arg(format!("--user={}", owner.path()))
+                .arg("--preserve-credentials");
         }
         let mut child = cmd
             .arg("--")
@@ -212,6 +223,7 @@ impl NetworkTools {
     /// 127.0.0.1; `--enable-sandbox` and `--enable-seccomp` confine
     /// slirp4netns itself, since it parses the sandbox's packets.
     pub async fn start_slirp(&self, pid: u32, log: &std::fs::File) -> Result<Child> {
+        let owner = NetnsOwner::of_unprivileged(pid)?;
         let (log, log2) = log
             .try_clone()
             .and_then(|a| Ok((a, log.try_clone()?)))
@@ -220,7 +232,22 @@ impl NetworkTools {
         // stdin is made the write end of a pipe this process reads.
         let (ready, ready_w) =
             std::io::pipe().map_err(|e| Error::Internal(format!("pipe: {e}")))?;
-        let mut cmd = Command::new(&self.slirp4netns);
+        let mut cmd = match &owner {
+            None => Command::new(&self.slirp4netns),
+            // Started inside the namespace's owner, slirp4netns is root
+            // there: it stays in it (entering its own user namespace is a
+            // no-op) to join the network, and confines itself
+            // (`--enable-sandbox`) as that root instead of joining the
+            // sandbox's nested namespace, where it could not.
+            Some(owner) => {
+                let mut cmd = Command::new(&self.nsenter);
+                cmd.arg(format!("--user={}", owner.path()))
+                    .args(["--preserve-credentials", "--"])
+                    .arg(&self.slirp4netns)
+                    .arg("--userns-path=/proc/self/ns/user");
+                cmd
+            }
+        };
         cmd.args([
             "--configure",
             "--mtu=65520",
@@ -256,6 +283,62 @@ impl NetworkTools {
             .into());
         }
         Ok(child)
+    }
+}
+
+/// True when bubblewrap puts sandboxes in user namespaces: when this
+/// process is not root (as root it needs none).
+pub fn in_user_namespace() -> bool {
+    // SAFETY: geteuid(2) cannot fail and touches no memory.
+    unsafe { libc::geteuid() != 0 }
+}
+
+/// The user namespace that owns a sandbox's network namespace, held open
+/// for a tool that configures that network to enter.
+///
+/// Without root, bubblewrap makes two user namespaces: one mapping this
+/// user to root, in which it makes the other namespaces and mounts the
+/// sandbox's devpts (`--dev`), and inside it a second that maps the user
+/// back, where the sandbox runs. The network namespace belongs to the
+/// first, so a tool entering the sandbox's own (`/proc/PID/ns/user`) could
+/// not configure it. `ioctl(NS_GET_USERNS)` names the owner whatever the
+/// nesting (Linux ≥ 4.9, ioctl_ns(2)).
+struct NetnsOwner {
+    fd: OwnedFd,
+}
+
+impl NetnsOwner {
+    /// The owner of process `pid`'s network namespace when this process is
+    /// not root; `None` as root, where bubblewrap makes no user namespace.
+    fn of_unprivileged(pid: u32) -> Result<Option<NetnsOwner>> {
+        if !in_user_namespace() {
+            return Ok(None);
+        }
+        let failed = |e: std::io::Error| -> Error {
+            ProviderError::failed(format!(
+                "cannot find the user namespace of the sandbox's network: {e}"
+            ))
+            .into()
+        };
+        let netns = std::fs::File::open(format!("/proc/{pid}/ns/net")).map_err(failed)?;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: ioctl(2) on a descriptor we own; NS_GET_USERNS takes no
+        // argument and returns a new descriptor (close-on-exec) or -1.
+        let fd = unsafe { libc::ioctl(netns.as_raw_fd(), libc::NS_GET_USERNS) };
+        if fd < 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned to us and is owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Some(NetnsOwner { fd }))
+    }
+
+    /// A path to the namespace that another process of this user can open
+    /// while `self` lives (descriptors are close-on-exec, so a child cannot
+    /// use `/proc/self/fd`).
+    fn path(&self) -> String {
+        use std::os::fd::AsRawFd;
+        format!("/proc/{}/fd/{}", std::process::id(), self.fd.as_raw_fd())
     }
 }
 
