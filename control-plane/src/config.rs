@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 
 use crate::error::StartError;
 use crate::provider::local::UidRange;
+use crate::public_url::PublicUrl;
 
 /// Which provider runs the sandboxes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +50,15 @@ pub struct ServeConfig {
     /// Port to listen on (0 picks a free one; see --addr-file).
     #[arg(long, env = "CONTROL_PLANE_PORT", default_value_t = 8080)]
     pub port: u16,
+
+    /// The base URL clients reach this API at, when it is not the listening
+    /// address (behind a proxy, or listening on 0.0.0.0), e.g.
+    /// https://sandboxes.example.com. mcp_url and expose-port URLs are made
+    /// from it; exposed ports are served at {port}-{id}.HOST, so HOST needs a
+    /// wildcard DNS record (an address has no subdomains: ports then stay
+    /// under localhost). Default: http://HOST:PORT as listened on.
+    #[arg(long, env = "CONTROL_PLANE_PUBLIC_URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
 
     /// Folder for the database and the local sandboxes' workspaces.
     #[arg(

@@ -14,6 +14,7 @@ pub mod error;
 pub mod ids;
 pub mod mcp;
 pub mod provider;
+pub mod public_url;
 mod random;
 pub mod sandboxes;
 pub mod serve;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::config::ServeConfig;
 use crate::error::StartError;
+use crate::public_url::PublicUrl;
 use crate::sandboxes::Sandboxes;
 use crate::store::Store;
 use crate::{api, provider};
@@ -52,7 +53,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
         .await
         .map_err(listen_error)?;
     let addr: SocketAddr = listener.local_addr().map_err(listen_error)?;
-    let provider = provider::build(&config, addr).await?;
+    let public_url = Arc::new(
+        config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| PublicUrl::of_listener(addr)),
+    );
+    if public_url.ports_only_local() {
+        tracing::warn!(
+            "--public-url {} names an address, which has no subdomains: exposed ports \
+             are served at PORT-ID.localhost and reached from this machine only",
+            public_url.base()
+        );
+    }
+    let provider = provider::build(&config, &public_url).await?;
     tracing::info!("{}", provider.describe());
     let sandboxes = Arc::new(Sandboxes::new(&config, store, provider));
     sandboxes.recover().await?;
@@ -84,6 +98,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
     let app = api::router(api::AppState {
         sandboxes: sandboxes.clone(),
         keys: Arc::new(keys),
+        public_url,
     });
     // After the signal, requests in flight (a long command) get a grace period,
     // then the server stops regardless so that sandboxes are paused in time.

@@ -553,3 +553,97 @@ async fn a_sandbox_has_terminals_of_its_own() {
     let _ = a.cancel().await;
     let _ = b.cancel().await;
 }
+
+/// Behind a proxy or a name, `--public-url` gives the URLs clients are
+/// handed: `mcp_url` on it, exposed ports under its domain, and both lead
+/// to the sandbox when that name leads to the control plane.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_handed_out_use_the_public_url() {
+    let s = Server::start_with(Options {
+        extra_args: vec!["--public-url".into(), "http://CP.example.test/".into()],
+        ..Options::default()
+    });
+    if protections_or_refusal(&s, &["network"]).await.is_none() {
+        return;
+    }
+    let (status, created) = s
+        .post("/sandboxes/create", json!({ "user_id": "public" }))
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let id = created["sandbox_id"].as_str().unwrap();
+    let mcp_url = created["mcp_url"].as_str().unwrap();
+    assert_eq!(
+        mcp_url,
+        format!("http://cp.example.test/sandboxes/{id}/mcp")
+    );
+
+    // The names lead to the control plane here, as DNS would elsewhere.
+    let api: std::net::SocketAddr = s.url.strip_prefix("http://").unwrap().parse().unwrap();
+    let port_host = format!("8000-{id}.cp.example.test");
+    let client = reqwest::Client::builder()
+        .resolve("cp.example.test", api)
+        .resolve(&port_host, api)
+        .build()
+        .unwrap();
+    let init = client
+        .post(mcp_url)
+        .header(
+            "authorization",
+            created["mcp_headers"]["Authorization"].as_str().unwrap(),
+        )
+        .header("accept", "application/json, text/event-stream")
+        .json(
+            &json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = init.status();
+    let text = init.text().await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"serverInfo\""), "{text}");
+
+    let r = s
+        .run(
+            id,
+            "cd /tmp && echo public-page > index.html && \
+             (python3 -m http.server 8000 >/dev/null 2>&1 &) && \
+             for i in $(seq 50); do python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", 8000))' 2>/dev/null && break; sleep 0.1; done; echo up",
+        )
+        .await;
+    assert_eq!(stdout(&r), "up\n", "{r}");
+    let (status, exposed) = s
+        .post(
+            "/sandboxes/expose-port",
+            json!({ "sandbox_id": id, "port": 8000 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{exposed}");
+    assert_eq!(exposed["url"], format!("http://{port_host}"));
+    let page = client
+        .get(format!("http://{port_host}/index.html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.text().await.unwrap(), "public-page\n");
+
+    // A public URL that is not one stops the start, saying why.
+    let data = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_control-plane"))
+        .args([
+            "serve",
+            "--port",
+            "0",
+            "--public-url",
+            "ftp://cp.example.test",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http or https"), "{err}");
+}

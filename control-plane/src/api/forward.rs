@@ -6,7 +6,8 @@
 //! - `/sandboxes/{id}/mcp` carries MCP (streamable HTTP) to the sandbox's
 //!   mcp-tools. It needs the sandbox's token (`Authorization: Bearer`),
 //!   checked here before anything reaches the sandbox, and again by mcp-tools.
-//! - `http://{port}-{id}.localhost:{api port}/...` carries a browser to a
+//! - `http://{port}-{id}.localhost:{api port}/...` (or under the domain of
+//!   `--public-url`, [`crate::public_url`]) carries a browser to a
 //!   server listening on `port` inside the sandbox (E2B's
 //!   `{port}-{id}.e2b.app` scheme). Each sandbox and port is an origin of its
 //!   own, apart from the API's, so a page served by a tenant never sees the
@@ -39,11 +40,15 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// The sandbox and port a `{port}-{id}.localhost[:port]` host names, if it
-/// names one. Ids are letters, digits and `-`, as the control plane makes them.
-pub fn parse_port_host(host: &str) -> Option<(u16, &str)> {
+/// The sandbox and port a `{port}-{id}.localhost[:port]` or
+/// `{port}-{id}.{domain}[:port]` host names, if it names one (`host` in
+/// lower case). Ids are letters, digits and `-`, as the control plane makes
+/// them.
+pub fn parse_port_host<'a>(host: &'a str, domain: &str) -> Option<(u16, &'a str)> {
     let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    let label = name.strip_suffix(".localhost")?;
+    let label = name
+        .strip_suffix(".localhost")
+        .or_else(|| name.strip_suffix(domain)?.strip_suffix('.'))?;
     let (port, id) = label.split_once('-')?;
     let port: u16 = port.parse().ok().filter(|p| *p != 0)?;
     let plain = !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
@@ -58,7 +63,8 @@ pub async fn port_hosts(State(state): State<AppState>, req: Request, next: Next)
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(str::to_ascii_lowercase);
-    let Some((port, id)) = host.as_deref().and_then(parse_port_host) else {
+    let domain = state.public_url.port_domain();
+    let Some((port, id)) = host.as_deref().and_then(|h| parse_port_host(h, domain)) else {
         return next.run(req).await;
     };
     let id = id.to_string();
@@ -161,11 +167,20 @@ mod tests {
 
     #[test]
     fn port_hosts_name_a_port_and_a_sandbox() {
+        let domain = "sandboxes.example.com";
         assert_eq!(
-            parse_port_host("3000-sb-0123abcd.localhost:8080"),
+            parse_port_host("3000-sb-0123abcd.localhost:8080", domain),
             Some((3000, "sb-0123abcd"))
         );
-        assert_eq!(parse_port_host("80-x.localhost"), Some((80, "x")));
+        assert_eq!(parse_port_host("80-x.localhost", domain), Some((80, "x")));
+        assert_eq!(
+            parse_port_host("80-x.sandboxes.example.com", domain),
+            Some((80, "x"))
+        );
+        assert_eq!(
+            parse_port_host("8000-sb-1.sandboxes.example.com:443", domain),
+            Some((8000, "sb-1"))
+        );
         for not in [
             "localhost:8080",
             "127.0.0.1:8080",
@@ -175,8 +190,12 @@ mod tests {
             "3000-sb.localhost.evil.com",
             "3000-s_b.localhost",
             "x-sb.localhost",
+            "sandboxes.example.com",
+            "3000-sbsandboxes.example.com",
+            "3000-sb.x.sandboxes.example.com",
+            "3000-sb.example.com",
         ] {
-            assert_eq!(parse_port_host(not), None, "{not}");
+            assert_eq!(parse_port_host(not, domain), None, "{not}");
         }
     }
 

@@ -14,6 +14,7 @@ use subtle::ConstantTimeEq;
 use utoipa::OpenApi;
 
 use crate::config::ApiKey;
+use crate::public_url::PublicUrl;
 use crate::sandboxes::{Caller, Sandboxes};
 
 pub mod error;
@@ -32,6 +33,8 @@ pub struct AppState {
     pub sandboxes: Arc<Sandboxes>,
     /// The configured API keys; empty when the API is open (loopback only).
     pub keys: Arc<Vec<ApiKey>>,
+    /// Where clients reach the API; exposed ports live under its domain.
+    pub public_url: Arc<PublicUrl>,
 }
 
 /// The whole API.

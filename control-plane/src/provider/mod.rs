@@ -15,6 +15,7 @@ use crate::config::{ProviderKind, ServeConfig};
 use crate::error::{Error, Result, StartError};
 use crate::ids::{ProviderId, SandboxId};
 use crate::model::SandboxState;
+use crate::public_url::PublicUrl;
 
 pub mod e2b;
 pub mod local;
@@ -284,15 +285,16 @@ pub trait Provider: Send + Sync {
     }
 }
 
-/// Builds the provider that the configuration selects. `api` is the
-/// address the control plane serves on, where local sandboxes are routed.
+/// Builds the provider that the configuration selects. `public_url` is
+/// where clients reach the control plane, through which local sandboxes are
+/// routed.
 pub async fn build(
     config: &ServeConfig,
-    api: std::net::SocketAddr,
+    public_url: &PublicUrl,
 ) -> Result<Arc<dyn Provider>, StartError> {
     match config.provider {
         ProviderKind::Local => Ok(Arc::new(
-            local::LocalProvider::new(&config.local, &config.data_dir, api).await?,
+            local::LocalProvider::new(&config.local, &config.data_dir, public_url.clone()).await?,
         )),
         ProviderKind::E2b => Ok(Arc::new(e2b::E2bProvider::new(
             &config.e2b,

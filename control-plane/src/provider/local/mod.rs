@@ -24,7 +24,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsString;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -41,6 +40,7 @@ use super::{
 use crate::config::{Isolation, LocalConfig};
 use crate::error::{Error, ProviderError, Result, StartError};
 use crate::ids::{ProviderId, SandboxId};
+use crate::public_url::PublicUrl;
 
 mod bwrap;
 mod cgroup;
@@ -112,24 +112,22 @@ pub struct LocalProvider {
     /// Bound over `/etc/resolv.conf` in sandboxes with internet access.
     resolv_conf: PathBuf,
     config: LocalConfig,
-    /// `http://host:port` of the control plane's API, where sandboxes are routed.
-    api_base: String,
-    /// The API's port, for `{port}-{id}.localhost:{api port}` URLs.
-    api_port: u16,
+    /// Where clients reach the control plane, through which sandboxes are routed.
+    public_url: PublicUrl,
     /// Children started by this process, so they can be waited for (no zombies).
     children: Mutex<HashMap<SandboxId, Vec<Child>>>,
 }
 
 impl LocalProvider {
     /// A provider keeping its sandboxes in `<data_dir>/sandboxes`, routed
-    /// through the API at `api`.
+    /// through the API at `public_url`.
     ///
     /// Errors: the folder cannot be made, mcp-tools is not found, or
     /// `--isolation on` while a protection does not hold here.
     pub async fn new(
         config: &LocalConfig,
         data_dir: &Path,
-        api: SocketAddr,
+        public_url: PublicUrl,
     ) -> Result<Self, StartError> {
         let io = |what: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -188,11 +186,6 @@ impl LocalProvider {
                 std::fs::set_permissions(&resolv_conf, PermissionsExt::from_mode(0o644))
             })
             .map_err(io("cannot write", &resolv_conf))?;
-        let host = match api.ip() {
-            ip if ip.is_unspecified() => "127.0.0.1".to_string(),
-            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-            ip => ip.to_string(),
-        };
         let setsid = find_on_path("setsid").ok_or_else(|| {
             StartError::Config(
                 "the local provider needs setsid (util-linux, or busybox) on PATH".into(),
@@ -210,8 +203,7 @@ impl LocalProvider {
             identities,
             resolv_conf,
             config: config.clone(),
-            api_base: format!("http://{host}:{}", api.port()),
-            api_port: api.port(),
+            public_url,
             children: Mutex::new(HashMap::new()),
         })
     }
@@ -288,7 +280,7 @@ impl LocalProvider {
         Running {
             provider_id: ProviderId::from(id),
             endpoint: Endpoint {
-                url: format!("{}/sandboxes/{id}/mcp", self.api_base),
+                url: self.public_url.mcp_url(id.as_str()),
                 headers: BTreeMap::new(),
             },
             provider_data: serde_json::to_value(chosen).unwrap_or_default(),
@@ -876,10 +868,7 @@ impl Provider for LocalProvider {
         match self.bwrap {
             // Its own network: reached through the control plane, an origin
             // per sandbox and port.
-            Some(_) => Ok(format!(
-                "http://{port}-{}.localhost:{}",
-                sandbox.id, self.api_port
-            )),
+            Some(_) => Ok(self.public_url.port_origin(port, sandbox.id.as_str())),
             // Unisolated sandboxes share this machine's network.
             None => Ok(format!("http://127.0.0.1:{port}")),
         }
