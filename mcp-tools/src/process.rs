@@ -408,6 +408,35 @@ pub struct OutputChunk {
 }
 
 impl Job {
+    /// A running job `id` (`p1`, `p2`, ...) of process (group) `pid`, its
+    /// output kept in memory and appended to `log_path`.
+    fn new(
+        id: String,
+        pid: u32,
+        command: &str,
+        log_path: PathBuf,
+        stdin: Option<ChildStdin>,
+        terminal: Option<Arc<Terminal>>,
+    ) -> Self {
+        Job {
+            id,
+            pid,
+            command: command.to_owned(),
+            started: SystemTime::now(),
+            output: Mutex::new(Ring {
+                buf: VecDeque::new(),
+                start: 0,
+                log: Some(log_path.clone()),
+                logged: 0,
+            }),
+            log_path,
+            exit: Mutex::new(None),
+            stdin: tokio::sync::Mutex::new(stdin),
+            terminal,
+            changed: watch::channel(0).0,
+        }
+    }
+
     /// How the job ended, or `None` while it runs.
     pub fn exit(&self) -> Option<ExitInfo> {
         lock(&self.exit).map(|(info, _)| info)
@@ -661,24 +690,7 @@ impl Jobs {
         let id = format!("p{number}");
         let log_path = self.log_dir.join(format!("{id}.log"));
         std::fs::File::create(&log_path)?;
-        let (changed, _) = watch::channel(0);
-        let job = Arc::new(Job {
-            id,
-            pid: pgid,
-            command: command.to_owned(),
-            started: SystemTime::now(),
-            log_path: log_path.clone(),
-            output: Mutex::new(Ring {
-                buf: VecDeque::new(),
-                start: 0,
-                log: Some(log_path),
-                logged: 0,
-            }),
-            exit: Mutex::new(None),
-            stdin: tokio::sync::Mutex::new(None),
-            terminal: None,
-            changed,
-        });
+        let job = Arc::new(Job::new(id, pgid, command, log_path, None, None));
         let watcher = job.clone();
         tokio::spawn(async move {
             while group_alive(pgid) {
@@ -748,24 +760,14 @@ impl Jobs {
             .map(|r| tokio::net::unix::pipe::Receiver::from_owned_fd(r.into()))
             .transpose()?;
         let pid = child.id().unwrap_or(0);
-        let (changed, _) = watch::channel(0);
-        let job = Arc::new(Job {
+        let job = Arc::new(Job::new(
             id,
             pid,
-            command: spec.command.clone(),
-            started: SystemTime::now(),
-            log_path: log_path.clone(),
-            output: Mutex::new(Ring {
-                buf: VecDeque::new(),
-                start: 0,
-                log: Some(log_path),
-                logged: 0,
-            }),
-            exit: Mutex::new(None),
-            stdin: tokio::sync::Mutex::new(child.stdin.take()),
-            terminal: terminal.clone(),
-            changed,
-        });
+            &spec.command,
+            log_path,
+            child.stdin.take(),
+            terminal.clone(),
+        ));
         let readers = match terminal {
             Some(terminal) => {
                 let mut output = job_output(job.clone());
@@ -871,29 +873,13 @@ mod tests {
     fn finished(n: u64, at: Instant, dir: &Path) -> Arc<Job> {
         let log_path = dir.join(format!("p{n}.log"));
         std::fs::write(&log_path, "output").unwrap();
-        Arc::new(Job {
-            id: format!("p{n}"),
-            pid: 0,
-            command: "true".into(),
-            started: SystemTime::now(),
-            log_path,
-            output: Mutex::new(Ring {
-                buf: VecDeque::new(),
-                start: 0,
-                log: None,
-                logged: 0,
-            }),
-            exit: Mutex::new(Some((
-                ExitInfo {
-                    exit_code: Some(0),
-                    signal: None,
-                },
-                at,
-            ))),
-            stdin: tokio::sync::Mutex::new(None),
-            terminal: None,
-            changed: watch::channel(0).0,
-        })
+        let job = Job::new(format!("p{n}"), 0, "true", log_path, None, None);
+        let exited = ExitInfo {
+            exit_code: Some(0),
+            signal: None,
+        };
+        *lock(&job.exit) = Some((exited, at));
+        Arc::new(job)
     }
 
     #[test]

@@ -16,7 +16,7 @@ use crate::auth::{TokenSource, require_bearer};
 use crate::config::ServeConfig;
 use crate::process::Jobs;
 use crate::sessions::Sessions;
-use crate::tools::{State, Tools};
+use crate::tools::{ToolContext, Tools};
 use crate::workspace::Workspace;
 
 /// Loopback names rmcp accepts in the Host header by default.
@@ -26,7 +26,7 @@ const LOOPBACK_HOSTS: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 pub struct Server {
     listener: Bound,
     router: Router,
-    state: Arc<State>,
+    ctx: Arc<ToolContext>,
     sessions: Arc<Sessions>,
     limits: http_serve::Limits,
     shutdown: CancellationToken,
@@ -66,7 +66,7 @@ impl Server {
         }
         let jobs = Jobs::new(state_dir.join("jobs"), config.limits.max_jobs)
             .with_context(|| format!("cannot create the state folder {}", state_dir.display()))?;
-        let state = Arc::new(State {
+        let ctx = Arc::new(ToolContext {
             workspace,
             jobs,
             max_read_bytes: config.max_read_bytes,
@@ -100,14 +100,14 @@ impl Server {
         let router = router(
             config,
             bound,
-            state.clone(),
+            ctx.clone(),
             sessions.clone(),
             shutdown.child_token(),
         );
         Ok(Server {
             listener,
             router,
-            state,
+            ctx,
             sessions,
             limits,
             shutdown,
@@ -127,7 +127,7 @@ impl Server {
         let Server {
             listener,
             router,
-            state,
+            ctx,
             sessions,
             limits,
             shutdown,
@@ -148,7 +148,7 @@ impl Server {
             }
         }
         .context("server failed")?;
-        state.jobs.shutdown(Duration::from_secs(2)).await;
+        ctx.jobs.shutdown(Duration::from_secs(2)).await;
         Ok(())
     }
 }
@@ -200,7 +200,7 @@ fn bind_unix(path: &Path) -> anyhow::Result<UnixListener> {
 pub fn router(
     config: &ServeConfig,
     bound: Option<SocketAddr>,
-    state: Arc<State>,
+    ctx: Arc<ToolContext>,
     sessions: Arc<Sessions>,
     shutdown: CancellationToken,
 ) -> Router {
@@ -227,7 +227,7 @@ pub fn router(
         mcp_config.with_allowed_hosts(hosts)
     };
 
-    let tools = Tools::new(state);
+    let tools = Tools::new(ctx);
     let mcp = StreamableHttpService::new(move || Ok(tools.clone()), sessions.manager(), mcp_config);
     let mut mcp_routes = Router::new()
         .nest_service("/mcp", mcp)

@@ -130,7 +130,7 @@ impl Tools {
         } else {
             None
         };
-        let ws = &self.state.workspace;
+        let ws = &self.ctx.workspace;
         let cwd = match &args.cwd {
             Some(cwd) => ws.resolve(cwd)?,
             None => ws.root_path(),
@@ -156,7 +156,7 @@ impl Tools {
             Duration::from_millis(timeout_ms),
             OUTPUT_LIMIT,
             &context.ct,
-            &self.state.jobs,
+            &self.ctx.jobs,
         )
         .await
         .map_err(|e| ToolError::Failed(format!("could not start the command: {e}")))?;
@@ -228,7 +228,7 @@ impl Tools {
 impl Tools {
     fn start_background(&self, spec: &CommandSpec) -> Result<CallToolResult, ToolError> {
         let job = self
-            .state
+            .ctx
             .jobs
             .spawn(spec)
             .map_err(|e| ToolError::Failed(e.to_string()))?;

@@ -13,7 +13,7 @@ use super::{Tools, blocking, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
 use crate::text::Encoding;
-use crate::workspace::op_error;
+use crate::workspace::{Workspace, WorkspacePath, op_error};
 
 /// Lines of context shown around an edit.
 const SNIPPET_CONTEXT: usize = 3;
@@ -61,7 +61,7 @@ impl Tools {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     pub async fn edit_file(&self, Parameters(args): Parameters<EditFileArgs>) -> ToolResult {
-        let path = self.state.workspace.resolve(&args.path)?;
+        let path = self.ctx.workspace.resolve(&args.path)?;
         if args.old_string.is_empty() {
             return Err(ToolError::InvalidArgument(
                 "old_string is empty; use write_file to create a file or replace all of it"
@@ -73,84 +73,16 @@ impl Tools {
                 "old_string and new_string are the same; nothing to change".to_owned(),
             ));
         }
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         blocking(move || {
-            let ws = &state.workspace;
-            let _writing = state.lock_writes();
+            let ws = &ctx.workspace;
+            let _writing = ctx.lock_writes();
             let shown = path.display();
-            let file = ws.open_file(&path)?;
-            let size = file.metadata().map_err(|e| op_error("reading", &path, e))?.len();
-            if size > MAX_EDIT_BYTES {
-                return Err(ToolError::InvalidArgument(format!(
-                    "'{shown}' is {size} bytes; edit_file edits files up to {MAX_EDIT_BYTES} bytes \
-                     (use run_command with sed or a script for larger ones)"
-                )));
-            }
-            let mut bytes = Vec::new();
-            file.take(MAX_EDIT_BYTES + 1)
-                .read_to_end(&mut bytes)
-                .map_err(|e| op_error("reading", &path, e))?;
-            let hash = hex(&Sha256::digest(&bytes));
-            if let Some(expected) = &args.expected_sha256
-                && !expected.trim().eq_ignore_ascii_case(&hash)
-            {
-                return Err(ToolError::Failed(format!(
-                    "'{shown}' changed since it was read (its sha256 is now {hash}); read it again before editing"
-                )));
-            }
-            let size = bytes.len() as u64;
-            let sniffed = Encoding::sniff(&bytes);
-            if sniffed == Encoding::Utf8 && looks_binary(&bytes) {
-                return Err(ToolError::Binary { path: shown, size });
-            }
-            let Some((text, encoding)) = Encoding::decode(&bytes) else {
-                return Err(ToolError::InvalidArgument(format!(
-                    "'{shown}' is not valid {}; edit_file only edits text (use write_file or run_command)",
-                    if sniffed == Encoding::Utf8 { "UTF-8" } else { sniffed.name() }
-                )));
-            };
-            if text.contains('\0') {
-                return Err(ToolError::Binary { path: shown, size });
-            }
-
-            // A model writes "\n"; in CRLF lines the same text has "\r\n".
-            // The text as written is tried first: a file may mix both.
-            let in_crlf = !text.contains(&args.old_string)
-                && text.contains("\r\n")
-                && !args.old_string.contains('\r');
-            let convert = |s: &str| {
-                if in_crlf && !s.contains('\r') {
-                    s.replace('\n', "\r\n")
-                } else {
-                    s.to_owned()
-                }
-            };
-            let (old, new) = (convert(&args.old_string), convert(&args.new_string));
-
-            let starts: Vec<usize> = text.match_indices(&old).map(|(i, _)| i).collect();
-            let line_of = |offset: usize| text[..offset].matches('\n').count() + 1;
-            match starts.len() {
-                0 => {
-                    return Err(ToolError::Failed(format!(
-                        "old_string was not found in '{shown}'; it must match exactly, including \
-                         whitespace and indentation (read_file shows the current text)"
-                    )));
-                }
-                n if n > 1 && !args.replace_all => {
-                    let lines: Vec<String> = starts
-                        .iter()
-                        .take(MAX_LISTED_LINES)
-                        .map(|&s| line_of(s).to_string())
-                        .collect();
-                    let more = if n > MAX_LISTED_LINES { ", ..." } else { "" };
-                    return Err(ToolError::Failed(format!(
-                        "old_string occurs {n} times in '{shown}' (lines {}{more}); include more \
-                         surrounding text to make it unique, or set replace_all=true",
-                        lines.join(", ")
-                    )));
-                }
-                _ => {}
-            }
+            let bytes = read_bounded(ws, &path)?;
+            check_unchanged(&shown, &bytes, args.expected_sha256.as_deref())?;
+            let (text, encoding) = decode_text(&shown, &bytes)?;
+            let (old, new) = in_line_endings_of(&text, &args.old_string, &args.new_string);
+            let starts = occurrences(&shown, &text, &old, args.replace_all)?;
             let edited = if args.replace_all {
                 text.replace(&old, &new)
             } else {
@@ -160,7 +92,7 @@ impl Tools {
             let encoded = encoding.encode(&edited);
             write_atomic(ws, &path, &encoded)?;
 
-            let first_line = line_of(starts[0]);
+            let first_line = line_of(&text, starts[0]);
             let new_lines = new.matches('\n').count() + 1;
             let snippet = numbered_lines(
                 &edited,
@@ -185,6 +117,122 @@ impl Tools {
         })
         .await
     }
+}
+
+/// The file's bytes, refused above [`MAX_EDIT_BYTES`].
+fn read_bounded(ws: &Workspace, path: &WorkspacePath) -> Result<Vec<u8>, ToolError> {
+    let file = ws.open_file(path)?;
+    let size = file
+        .metadata()
+        .map_err(|e| op_error("reading", path, e))?
+        .len();
+    if size > MAX_EDIT_BYTES {
+        return Err(ToolError::InvalidArgument(format!(
+            "'{}' is {size} bytes; edit_file edits files up to {MAX_EDIT_BYTES} bytes \
+             (use run_command with sed or a script for larger ones)",
+            path.display()
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_EDIT_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| op_error("reading", path, e))?;
+    Ok(bytes)
+}
+
+/// The `expected_sha256` precondition: refuses when the file's SHA-256 (hex,
+/// any case) is not the one the caller read.
+fn check_unchanged(shown: &str, bytes: &[u8], expected: Option<&str>) -> Result<(), ToolError> {
+    let hash = hex(&Sha256::digest(bytes));
+    match expected {
+        Some(expected) if !expected.trim().eq_ignore_ascii_case(&hash) => {
+            Err(ToolError::Failed(format!(
+                "'{shown}' changed since it was read (its sha256 is now {hash}); read it again before editing"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The file as text and the encoding to write it back in; binary files and
+/// invalid text are refused.
+fn decode_text(shown: &str, bytes: &[u8]) -> Result<(String, Encoding), ToolError> {
+    let size = bytes.len() as u64;
+    let sniffed = Encoding::sniff(bytes);
+    if sniffed == Encoding::Utf8 && looks_binary(bytes) {
+        return Err(ToolError::Binary {
+            path: shown.to_owned(),
+            size,
+        });
+    }
+    let Some((text, encoding)) = Encoding::decode(bytes) else {
+        return Err(ToolError::InvalidArgument(format!(
+            "'{shown}' is not valid {}; edit_file only edits text (use write_file or run_command)",
+            if sniffed == Encoding::Utf8 {
+                "UTF-8"
+            } else {
+                sniffed.name()
+            }
+        )));
+    };
+    if text.contains('\0') {
+        return Err(ToolError::Binary {
+            path: shown.to_owned(),
+            size,
+        });
+    }
+    Ok((text, encoding))
+}
+
+/// `old` and `new` in the file's line endings. A model writes "\n"; in CRLF
+/// lines the same text has "\r\n". The text as written is tried first: a
+/// file may mix both.
+fn in_line_endings_of(text: &str, old: &str, new: &str) -> (String, String) {
+    let in_crlf = !text.contains(old) && text.contains("\r\n") && !old.contains('\r');
+    let convert = |s: &str| {
+        if in_crlf && !s.contains('\r') {
+            s.replace('\n', "\r\n")
+        } else {
+            s.to_owned()
+        }
+    };
+    (convert(old), convert(new))
+}
+
+/// Byte offsets where `old` starts in `text`. Refused when it is absent, or
+/// occurs more than once without `replace_all` (the error lists the lines).
+fn occurrences(
+    shown: &str,
+    text: &str,
+    old: &str,
+    replace_all: bool,
+) -> Result<Vec<usize>, ToolError> {
+    let starts: Vec<usize> = text.match_indices(old).map(|(i, _)| i).collect();
+    match starts.len() {
+        0 => Err(ToolError::Failed(format!(
+            "old_string was not found in '{shown}'; it must match exactly, including \
+             whitespace and indentation (read_file shows the current text)"
+        ))),
+        n if n > 1 && !replace_all => {
+            let lines: Vec<String> = starts
+                .iter()
+                .take(MAX_LISTED_LINES)
+                .map(|&s| line_of(text, s).to_string())
+                .collect();
+            let more = if n > MAX_LISTED_LINES { ", ..." } else { "" };
+            Err(ToolError::Failed(format!(
+                "old_string occurs {n} times in '{shown}' (lines {}{more}); include more \
+                 surrounding text to make it unique, or set replace_all=true",
+                lines.join(", ")
+            )))
+        }
+        _ => Ok(starts),
+    }
+}
+
+/// The 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset].matches('\n').count() + 1
 }
 
 /// Lines `from..=to` (1-based) of `text`, numbered like `cat -n`.

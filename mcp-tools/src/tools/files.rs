@@ -144,12 +144,12 @@ impl Tools {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn read_file(&self, Parameters(args): Parameters<ReadFileArgs>) -> ToolResult {
-        let path = self.state.workspace.resolve(&args.path)?;
-        let state = self.state.clone();
+        let path = self.ctx.workspace.resolve(&args.path)?;
+        let ctx = self.ctx.clone();
         blocking(
-            move || match super::media::read_media(&state, &path, &args)? {
+            move || match super::media::read_media(&ctx, &path, &args)? {
                 Some(result) => Ok(result),
-                None => read_file(&state, &path, &args),
+                None => read_file(&ctx, &path, &args),
             },
         )
         .await
@@ -163,19 +163,19 @@ impl Tools {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn write_file(&self, Parameters(args): Parameters<WriteFileArgs>) -> ToolResult {
-        let path = self.state.workspace.resolve(&args.path)?;
-        let state = self.state.clone();
+        let path = self.ctx.workspace.resolve(&args.path)?;
+        let ctx = self.ctx.clone();
         blocking(move || {
             let (created, written, encoding, crlf) = {
-                let _writing = state.lock_writes();
-                let (encoding, crlf) = existing_format(&state.workspace, &path);
+                let _writing = ctx.lock_writes();
+                let (encoding, crlf) = existing_format(&ctx.workspace, &path);
                 let content = if crlf {
                     crate::text::to_crlf(&args.content)
                 } else {
                     std::borrow::Cow::Borrowed(args.content.as_str())
                 };
                 let bytes = encoding.encode(&content);
-                let created = write_atomic(&state.workspace, &path, &bytes)?;
+                let created = write_atomic(&ctx.workspace, &path, &bytes)?;
                 (created, bytes.len(), encoding, crlf)
             };
             let out = WriteFileOutput {
@@ -215,24 +215,24 @@ impl Tools {
         &self,
         Parameters(args): Parameters<ListDirectoryArgs>,
     ) -> ToolResult {
-        let path = self.state.workspace.resolve(&args.path)?;
-        let state = self.state.clone();
-        blocking(move || list_directory(&state.workspace, &path)).await
+        let path = self.ctx.workspace.resolve(&args.path)?;
+        let ctx = self.ctx.clone();
+        blocking(move || list_directory(&ctx.workspace, &path)).await
     }
 }
 
-fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) -> ToolResult {
-    let ws = &state.workspace;
+fn read_file(ctx: &super::ToolContext, path: &WorkspacePath, args: &ReadFileArgs) -> ToolResult {
+    let ws = &ctx.workspace;
     let shown = path.display();
     let file = ws.open_file(path)?;
     let meta = file.metadata().map_err(|e| op_error("reading", path, e))?;
     let size = meta.len();
     let ranged = args.offset.is_some() || args.limit.is_some();
-    if !ranged && size > state.max_read_bytes {
+    if !ranged && size > ctx.max_read_bytes {
         return Err(ToolError::TooLarge {
             path: shown,
             size,
-            limit: state.max_read_bytes,
+            limit: ctx.max_read_bytes,
         });
     }
     let offset = args.offset.unwrap_or(1);
@@ -326,7 +326,7 @@ fn read_file(state: &super::State, path: &WorkspacePath, args: &ReadFileArgs) ->
             (std::borrow::Cow::Owned(shown), true)
         };
         cut_lines += usize::from(cut);
-        if content.len() + shown_line.len() > state.max_read_bytes as usize && end_line > 0 {
+        if content.len() + shown_line.len() > ctx.max_read_bytes as usize && end_line > 0 {
             budget_hit = true;
             continue;
         }

@@ -124,7 +124,7 @@ impl Tools {
         Parameters(args): Parameters<GrepArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
-        let ws = &self.state.workspace;
+        let ws = &self.ctx.workspace;
         let base = ws.resolve(&args.path)?;
         if !ws.host_path(&base).exists() {
             return Err(ToolError::NotFound(base.display()));
@@ -144,7 +144,7 @@ impl Tools {
         let matcher = build_matcher(&args)?;
         let searcher = build_searcher(&args);
         let cancel = context.ct.clone();
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         blocking(move || {
             let skipped = std::sync::Arc::new(Skipped::default());
             let hits = Mutex::new(Vec::<FileHits>::new());
@@ -157,7 +157,7 @@ impl Tools {
                 skip_hidden: !args.hidden,
                 no_ignore: args.no_ignore,
             };
-            walk_files(&state.workspace, &base, &filters, &skipped, &cancel, || {
+            walk_files(&ctx.workspace, &base, &filters, &skipped, &cancel, || {
                 let (hits, stored, skipped) = (&hits, &stored, &skipped);
                 let (matcher, mut searcher) = (matcher.clone(), searcher.clone());
                 move |entry: &ignore::DirEntry, rel: String| {

@@ -197,7 +197,7 @@ fn describe(exit: Option<ExitInfo>) -> String {
 
 impl Tools {
     pub(super) fn job(&self, id: &str) -> Result<Arc<Job>, ToolError> {
-        self.state.jobs.get(id).ok_or_else(|| {
+        self.ctx.jobs.get(id).ok_or_else(|| {
             ToolError::InvalidArgument(format!(
                 "no process with id {id:?}; process_list shows the ones kept"
             ))
@@ -493,7 +493,7 @@ impl Tools {
             )));
         }
         let matching: Vec<Arc<Job>> = self
-            .state
+            .ctx
             .jobs
             .list()
             .into_iter()

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::State;
+use super::ToolContext;
 use super::files::{ReadFileArgs, ReadFileOutput, hex};
 use crate::error::ToolError;
 use crate::output::strip_ansi;
@@ -69,11 +69,11 @@ struct Picture {
 
 /// read_file of an image or a notebook; `Ok(None)` for anything else.
 pub(crate) fn read_media(
-    state: &State,
+    ctx: &ToolContext,
     path: &WorkspacePath,
     args: &ReadFileArgs,
 ) -> Result<Option<CallToolResult>, ToolError> {
-    let file = state.workspace.open_file(path)?;
+    let file = ctx.workspace.open_file(path)?;
     let size = file
         .metadata()
         .map_err(|e| op_error("reading", path, e))?
@@ -91,7 +91,7 @@ pub(crate) fn read_media(
     if mime_of(&head).is_none() && !is_notebook {
         return Ok(None);
     }
-    let limits = state.image_limits;
+    let limits = ctx.image_limits;
     if size > limits.max_bytes {
         return Err(ToolError::InvalidArgument(format!(
             "'{}' is {size} bytes, above the {}-byte limit for images and notebooks \
@@ -101,8 +101,7 @@ pub(crate) fn read_media(
         )));
     }
     let mut bytes = Vec::with_capacity(size as usize);
-    state
-        .workspace
+    ctx.workspace
         .open_file(path)?
         .take(limits.max_bytes + 1)
         .read_to_end(&mut bytes)
@@ -110,7 +109,7 @@ pub(crate) fn read_media(
     if mime_of(&bytes).is_some() {
         return read_image(path, &bytes, limits).map(Some);
     }
-    read_notebook(state, path, &bytes, args).map(Some)
+    read_notebook(ctx, path, &bytes, args).map(Some)
 }
 
 /// The MIME type of an image format read_file returns as an image.
@@ -228,7 +227,7 @@ fn joined(value: Option<&Value>) -> String {
 }
 
 fn read_notebook(
-    state: &State,
+    ctx: &ToolContext,
     path: &WorkspacePath,
     bytes: &[u8],
     args: &ReadFileArgs,
@@ -263,7 +262,7 @@ fn read_notebook(
             "limit must be at least 1".to_owned(),
         ));
     }
-    let budget = state.max_read_bytes as usize;
+    let budget = ctx.max_read_bytes as usize;
     let mut text = String::new();
     let mut pictures: Vec<ContentBlock> = Vec::new();
     let (mut image_bytes, mut left_out) = (0usize, 0usize);
@@ -332,7 +331,7 @@ fn read_notebook(
                         let picture = base64::engine::general_purpose::STANDARD
                             .decode(&encoded)
                             .ok()
-                            .and_then(|raw| prepare(&raw, state.image_limits.max_side).ok());
+                            .and_then(|raw| prepare(&raw, ctx.image_limits.max_side).ok());
                         match picture {
                             Some(p)
                                 if pictures.len() < MAX_NOTEBOOK_IMAGES

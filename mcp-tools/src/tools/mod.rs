@@ -36,7 +36,7 @@ pub use media::ImageLimits;
 
 /// What every tool call shares: the workspace, the background jobs, limits.
 #[derive(Debug)]
-pub struct State {
+pub struct ToolContext {
     pub workspace: Workspace,
     pub jobs: Jobs,
     /// Largest file read_file returns whole.
@@ -48,7 +48,7 @@ pub struct State {
     pub file_writes: std::sync::Mutex<()>,
 }
 
-impl State {
+impl ToolContext {
     /// Takes the file-write lock (a panic elsewhere does not poison it).
     pub fn lock_writes(&self) -> std::sync::MutexGuard<'_, ()> {
         self.file_writes
@@ -60,7 +60,7 @@ impl State {
 /// The MCP server handler. Cheap to clone: one per session.
 #[derive(Clone)]
 pub struct Tools {
-    state: Arc<State>,
+    ctx: Arc<ToolContext>,
     router: Arc<ToolRouter<Tools>>,
     /// The tools/list answer, built once.
     listed: Arc<Vec<Tool>>,
@@ -70,7 +70,7 @@ pub struct Tools {
 }
 
 impl Tools {
-    pub fn new(state: Arc<State>) -> Self {
+    pub fn new(ctx: Arc<ToolContext>) -> Self {
         let router = Self::files_router()
             + Self::edit_router()
             + Self::patch_router()
@@ -86,7 +86,7 @@ impl Tools {
             .map(|t| (t.name.to_string(), t.input_schema.clone()))
             .collect();
         Tools {
-            state,
+            ctx,
             router: Arc::new(router),
             listed: Arc::new(listed),
             input_schemas: Arc::new(input_schemas),
@@ -188,7 +188,7 @@ impl Tools {
             .into_iter()
             .flatten()
             .filter_map(|p| {
-                let twin = self.state.workspace.near_miss(p)?;
+                let twin = self.ctx.workspace.near_miss(p)?;
                 Some(format!(
                     "'{p}' does not exist; did you mean '{twin}'? (the names differ only in \
                      Unicode normalisation, spaces or letter case)"

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::files::{hex, random_suffix};
-use super::{State, Tools, blocking, schema, success};
+use super::{ToolContext, Tools, blocking, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
 use crate::patch::apply::{Text, apply_hunks};
@@ -89,8 +89,8 @@ impl Tools {
                 args.patch.len()
             )));
         }
-        let state = self.state.clone();
-        blocking(move || apply_patch(&state, &args.patch)).await
+        let ctx = self.ctx.clone();
+        blocking(move || apply_patch(&ctx, &args.patch)).await
     }
 }
 
@@ -119,10 +119,10 @@ struct Plan {
 
 impl Plan {
     /// The path's entry, loading the file from disk the first time.
-    fn entry(&mut self, state: &State, path: &WorkspacePath) -> Result<&mut Staged, ToolError> {
+    fn entry(&mut self, ctx: &ToolContext, path: &WorkspacePath) -> Result<&mut Staged, ToolError> {
         let key = path.rel().to_path_buf();
         if !self.staged.contains_key(&key) {
-            let original = load(state, path)?;
+            let original = load(ctx, path)?;
             let new = original.as_ref().map(|o| (o.bytes.clone(), o.mode));
             self.order.push(key.clone());
             self.staged.insert(
@@ -138,8 +138,8 @@ impl Plan {
     }
 }
 
-fn load(state: &State, path: &WorkspacePath) -> Result<Option<Original>, ToolError> {
-    let file = match state.workspace.open_file(path) {
+fn load(ctx: &ToolContext, path: &WorkspacePath) -> Result<Option<Original>, ToolError> {
+    let file = match ctx.workspace.open_file(path) {
         Ok(file) => file,
         Err(ToolError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
@@ -186,7 +186,7 @@ fn text_of(path: &WorkspacePath, bytes: &[u8]) -> Result<(Text, Encoding), ToolE
     Ok((Text::parse(&text), encoding))
 }
 
-fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
+fn apply_patch(ctx: &ToolContext, patch_text: &str) -> ToolResult {
     let patch = parse(patch_text).map_err(|e| {
         ToolError::InvalidArgument(format!(
             "the patch could not be read, nothing was changed: {e}"
@@ -198,8 +198,8 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
             patch.files.len()
         )));
     }
-    let ws = &state.workspace;
-    let _writing = state.lock_writes();
+    let ws = &ctx.workspace;
+    let _writing = ctx.lock_writes();
     let mut plan = Plan::default();
     let mut report = Vec::new();
     let unchanged = |e: ToolError| ToolError::Failed(format!("nothing was changed: {e}"));
@@ -212,7 +212,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
                 mode,
             } => {
                 let path = ws.resolve(path).map_err(unchanged)?;
-                let entry = plan.entry(state, &path).map_err(unchanged)?;
+                let entry = plan.entry(ctx, &path).map_err(unchanged)?;
                 let mode = mode.or(entry.new.as_ref().map(|n| n.1)).unwrap_or(0o644);
                 let bytes = Text::new_file(lines.clone(), *no_final_newline)
                     .render()
@@ -230,7 +230,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
             }
             FileChange::Delete { path } => {
                 let path = ws.resolve_link(path).map_err(unchanged)?;
-                let entry = plan.entry(state, &path).map_err(unchanged)?;
+                let entry = plan.entry(ctx, &path).map_err(unchanged)?;
                 let Some((bytes, _)) = entry.new.take() else {
                     return Err(unchanged(ToolError::Failed(format!(
                         "*** Delete File: '{}' does not exist",
@@ -255,7 +255,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
             } => {
                 let path = ws.resolve(path).map_err(unchanged)?;
                 let shown = path.display();
-                let entry = plan.entry(state, &path).map_err(unchanged)?;
+                let entry = plan.entry(ctx, &path).map_err(unchanged)?;
                 let Some((bytes, old_mode)) = entry.new.clone() else {
                     return Err(unchanged(ToolError::Failed(format!(
                         "'{shown}' does not exist, so it cannot be updated (use *** Add File: to create it)"
@@ -277,7 +277,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
                     Some(dest) => {
                         let dest = ws.resolve(dest).map_err(unchanged)?;
                         entry.new = None;
-                        plan.entry(state, &dest).map_err(unchanged)?.new = new;
+                        plan.entry(ctx, &dest).map_err(unchanged)?.new = new;
                         PatchedFile {
                             path: dest.display(),
                             action: PatchAction::Moved,
@@ -303,7 +303,7 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
         };
         report.push(done);
     }
-    commit(state, &plan)?;
+    commit(ctx, &plan)?;
 
     let mut text = format!(
         "Applied the patch ({} file{}):",
@@ -328,8 +328,8 @@ fn apply_patch(state: &State, patch_text: &str) -> ToolResult {
 /// Writes the plan to disk: all new files beside their targets first, then
 /// the renames and removals. A failure before the first rename leaves every
 /// file as it was; one after it puts back the files already changed.
-fn commit(state: &State, plan: &Plan) -> Result<(), ToolError> {
-    let dir = state.workspace.dir();
+fn commit(ctx: &ToolContext, plan: &Plan) -> Result<(), ToolError> {
+    let dir = ctx.workspace.dir();
     let changed: Vec<&Staged> = plan
         .order
         .iter()
@@ -351,7 +351,7 @@ fn commit(state: &State, plan: &Plan) -> Result<(), ToolError> {
         let Some((bytes, mode)) = &staged.new else {
             continue;
         };
-        match write_temp(state, &staged.path, bytes, *mode) {
+        match write_temp(ctx, &staged.path, bytes, *mode) {
             Ok(tmp) => temps.push((tmp, staged)),
             Err(e) => {
                 discard(&temps);
@@ -385,7 +385,7 @@ fn commit(state: &State, plan: &Plan) -> Result<(), ToolError> {
     let mut unrestored = Vec::new();
     for staged in done {
         let restored = match &staged.original {
-            Some(o) => write_temp(state, &staged.path, &o.bytes, o.mode)
+            Some(o) => write_temp(ctx, &staged.path, &o.bytes, o.mode)
                 .and_then(|tmp| {
                     dir.rename(&tmp, dir, staged.path.rel())
                         .map_err(|e| op_error("restoring", &staged.path, e))
@@ -410,12 +410,12 @@ fn commit(state: &State, plan: &Plan) -> Result<(), ToolError> {
 /// Writes `bytes` to a new temporary file in `path`'s folder (created if
 /// missing), with `mode`, flushed to disk. Returns its relative path.
 fn write_temp(
-    state: &State,
+    ctx: &ToolContext,
     path: &WorkspacePath,
     bytes: &[u8],
     mode: u32,
 ) -> Result<PathBuf, ToolError> {
-    let ws = &state.workspace;
+    let ws = &ctx.workspace;
     let dir = ws.dir();
     if let Ok(meta) = dir.metadata(path.rel())
         && meta.is_dir()

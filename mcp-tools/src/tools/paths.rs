@@ -110,10 +110,10 @@ impl Tools {
         annotations(read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn create_directory(&self, Parameters(args): Parameters<PathArg>) -> ToolResult {
-        let path = self.state.workspace.resolve(&args.path)?;
-        let state = self.state.clone();
+        let path = self.ctx.workspace.resolve(&args.path)?;
+        let ctx = self.ctx.clone();
         blocking(move || {
-            let dir = state.workspace.dir();
+            let dir = ctx.workspace.dir();
             let created = match dir.metadata(path.rel()) {
                 Ok(m) if m.is_dir() => false,
                 Ok(_) => {
@@ -149,7 +149,7 @@ impl Tools {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     pub async fn move_path(&self, Parameters(args): Parameters<MovePathArgs>) -> ToolResult {
-        let ws = &self.state.workspace;
+        let ws = &self.ctx.workspace;
         let source = ws.resolve_link(&args.source)?;
         let destination = ws.resolve_link(&args.destination)?;
         if source.is_root() || destination.is_root() {
@@ -163,9 +163,9 @@ impl Tools {
                 source.display()
             )));
         }
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         blocking(move || {
-            let dir = state.workspace.dir();
+            let dir = ctx.workspace.dir();
             dir.symlink_metadata(source.rel())
                 .map_err(|e| op_error("moving", &source, e))?;
             let replaced = match dir.symlink_metadata(destination.rel()) {
@@ -211,16 +211,16 @@ impl Tools {
         annotations(read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
     )]
     pub async fn delete_path(&self, Parameters(args): Parameters<DeletePathArgs>) -> ToolResult {
-        let path = self.state.workspace.resolve_link(&args.path)?;
+        let path = self.ctx.workspace.resolve_link(&args.path)?;
         if path.is_root() {
             return Err(ToolError::InvalidArgument(
                 "refusing to delete the workspace root; delete what is inside it instead"
                     .to_owned(),
             ));
         }
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         blocking(move || {
-            let dir = state.workspace.dir();
+            let dir = ctx.workspace.dir();
             let meta = dir
                 .symlink_metadata(path.rel())
                 .map_err(|e| op_error("deleting", &path, e))?;
@@ -253,10 +253,10 @@ impl Tools {
         annotations(read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
     )]
     pub async fn file_info(&self, Parameters(args): Parameters<PathArg>) -> ToolResult {
-        let path = self.state.workspace.resolve_link(&args.path)?;
-        let state = self.state.clone();
+        let path = self.ctx.workspace.resolve_link(&args.path)?;
+        let ctx = self.ctx.clone();
         blocking(move || {
-            let dir = state.workspace.dir();
+            let dir = ctx.workspace.dir();
             let meta = dir
                 .symlink_metadata(path.rel())
                 .map_err(|e| op_error("inspecting", &path, e))?;
@@ -286,7 +286,7 @@ impl Tools {
                     out.entries = dir.read_dir(path.rel()).ok().map(|d| d.count() as u64);
                 }
                 "file" => {
-                    let file = state.workspace.open_file(&path)?;
+                    let file = ctx.workspace.open_file(&path)?;
                     let encoding =
                         Encoding::of_file(&file).map_err(|e| op_error("reading", &path, e))?;
                     let mut reader = BufReader::with_capacity(64 * 1024, Encoding::reader(file));

@@ -60,7 +60,7 @@ impl Tools {
         Parameters(args): Parameters<SearchFilesArgs>,
         context: RequestContext<RoleServer>,
     ) -> ToolResult {
-        let ws = &self.state.workspace;
+        let ws = &self.ctx.workspace;
         let base = ws.resolve(&args.path)?;
         let root = ws.host_path(&base);
         if !root.is_dir() {
@@ -77,7 +77,7 @@ impl Tools {
             )));
         }
         let cancel = context.ct.clone();
-        let state = self.state.clone();
+        let ctx = self.ctx.clone();
         blocking(move || {
             let skipped = std::sync::Arc::new(Skipped::default());
             let found = Mutex::new(Vec::<(SystemTime, String)>::new());
@@ -87,7 +87,7 @@ impl Tools {
                 no_ignore: args.no_ignore,
                 ..Filters::default()
             };
-            walk_files(&state.workspace, &base, &filters, &skipped, &cancel, || {
+            walk_files(&ctx.workspace, &base, &filters, &skipped, &cancel, || {
                 let found = &found;
                 move |entry: &ignore::DirEntry, rel: String| {
                     let mtime = modified(entry);
