@@ -273,12 +273,19 @@ pub struct HealthResponse {
     pub protections: std::collections::BTreeMap<String, bool>,
 }
 
-/// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now.
+/// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now. A
+/// `null` is something the provider cannot tell: E2B reports CPU use as
+/// `cpu_used_pct` and no process counts; a local sandbox without cgroups
+/// has no counters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MetricsResponse {
     /// CPU time used since it (re)started, in seconds.
-    pub cpu_used_secs: f64,
+    pub cpu_used_secs: Option<f64>,
+    /// CPU use over the provider's last sampling interval, in percent of
+    /// `cpu_count` CPUs (E2B's `cpuUsedPct`).
+    #[serde(default)]
+    pub cpu_used_pct: Option<f64>,
     /// CPUs' worth of CPU time it may use; absent when unlimited.
     pub cpu_count: Option<u32>,
     /// Memory in use, in bytes (its tmpfs included).
@@ -286,15 +293,19 @@ pub struct MetricsResponse {
     /// Its memory limit in bytes; absent when unlimited.
     pub mem_total: Option<u64>,
     /// Processes and threads alive.
-    pub processes: u64,
+    pub processes: Option<u64>,
     /// Its process limit; absent when unlimited.
     pub process_limit: Option<u64>,
     /// Forks refused because of the process limit.
-    pub processes_refused: u64,
-    /// Bytes its workspace takes on disk.
+    pub processes_refused: Option<u64>,
+    /// Bytes its files take on disk (a local sandbox's workspace).
     pub disk_used: u64,
+    /// The most its files may take, in bytes (the local workspace quota,
+    /// E2B's disk size); absent when unlimited.
+    #[serde(default)]
+    pub disk_total: Option<u64>,
     /// Processes the kernel killed because the memory limit was reached.
-    pub oom_kills: u64,
+    pub oom_kills: Option<u64>,
 }
 
 /// Body of every error answer.

@@ -576,3 +576,82 @@ async fn the_api_key_never_shows() {
         "the API key reached the log:\n{text}"
     );
 }
+
+/// `GET /sandboxes/{id}/metrics` maps E2B's latest `SandboxMetric` into the
+/// control plane's shape: what E2B tells is there, what it does not is null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn e2b_metrics_come_from_e2b_in_our_shape() {
+    let contract = Contract::start(mcp_tools_bin());
+    let s = start(&contract, &[]);
+    let id = s.create("metered").await;
+    let (status, _) = s
+        .post(
+            "/sandboxes/write-file",
+            json!({ "sandbox_id": id, "path": "data.bin", "content": "x".repeat(300_000) }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, m) = s.get(&format!("/sandboxes/{id}/metrics")).await;
+    assert_eq!(status, 200, "{m}");
+    // The latest sample, not the older one.
+    assert_eq!(m["cpu_used_pct"], e2b_contract::METRICS_CPU_PCT, "{m}");
+    assert_eq!(m["cpu_count"], e2b_contract::METRICS_CPU_COUNT);
+    assert_eq!(m["mem_total"], e2b_contract::METRICS_MEM_TOTAL);
+    assert_eq!(m["disk_total"], e2b_contract::METRICS_DISK_TOTAL);
+    assert!(m["disk_used"].as_u64().unwrap() >= 300_000, "{m}");
+    // The sandbox's mcp-tools takes some memory.
+    assert!(m["mem_used"].as_u64().unwrap() > 1 << 20, "{m}");
+    for unknown in [
+        "cpu_used_secs",
+        "processes",
+        "processes_refused",
+        "oom_kills",
+    ] {
+        assert!(m[unknown].is_null(), "{unknown} in {m}");
+    }
+    // Asked for the recent samples only (`start`, Unix seconds).
+    let call = contract
+        .calls()
+        .into_iter()
+        .find(|c| c.path.ends_with("/metrics"))
+        .unwrap();
+    let start: i64 = call.query.strip_prefix("start=").unwrap().parse().unwrap();
+    let now = chrono_now();
+    assert!(
+        (now - 70..=now).contains(&start),
+        "start={start}, now={now}"
+    );
+
+    // The stats command shows them.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_control-plane"))
+        .args(["stats", &id, "--url", &s.url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("12.5% in use"), "{text}");
+
+    // A sandbox E2B lost answers as lost, not as zeros.
+    contract.vanish(&e2b_id(&contract, &id));
+    let (status, e) = s.get(&format!("/sandboxes/{id}/metrics")).await;
+    assert_ne!(status, 200, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer has"),
+        "{e}"
+    );
+}
+
+fn chrono_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

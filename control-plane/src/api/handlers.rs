@@ -234,7 +234,8 @@ pub async fn status(
 }
 
 /// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now (its
-/// cgroup's counters and its workspace's size, for the local provider).
+/// cgroup's counters and its workspace's size, for the local provider; the
+/// latest sample of E2B's `GET /sandboxes/{sandboxID}/metrics` for e2b).
 #[utoipa::path(
     get, path = "/sandboxes/{id}/metrics", params(("id" = String, Path)),
     responses(
@@ -252,7 +253,8 @@ pub async fn metrics(
     let id = sandbox_id(&id)?;
     let m = state.sandboxes.metrics(&caller, &id).await?;
     Ok(Json(MetricsResponse {
-        cpu_used_secs: m.cpu_usec as f64 / 1e6,
+        cpu_used_secs: m.cpu_usec.map(|us| us as f64 / 1e6),
+        cpu_used_pct: m.cpu_used_pct,
         cpu_count: m.cpu_count,
         mem_used: m.memory_bytes,
         mem_total: m.memory_limit_bytes,
@@ -260,6 +262,7 @@ pub async fn metrics(
         process_limit: m.process_limit,
         processes_refused: m.processes_refused,
         disk_used: m.disk_bytes,
+        disk_total: m.disk_limit_bytes,
         oom_kills: m.oom_kills,
     }))
 }

@@ -29,20 +29,30 @@ pub(super) async fn stats(client: &Client, id: &str, json: bool) -> Result<(), C
         print_json(&m);
     } else {
         let limit = |v: Option<u64>| v.map_or("unlimited".to_string(), |v| v.to_string());
+        // What the provider cannot tell (e2b: process counts).
+        let known = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+        let used = match (m.cpu_used_secs, m.cpu_used_pct) {
+            (Some(secs), _) => format!("{secs:.2}s used"),
+            (None, Some(pct)) => format!("{pct:.1}% in use"),
+            (None, None) => "? used".to_string(),
+        };
         println!(
-            "cpu:        {:.2}s used, {} CPUs",
-            m.cpu_used_secs,
+            "cpu:        {used}, {} CPUs",
             limit(m.cpu_count.map(u64::from))
         );
         println!("memory:     {} of {} bytes", m.mem_used, limit(m.mem_total));
         println!(
             "processes:  {} of {} ({} forks refused)",
-            m.processes,
+            known(m.processes),
             limit(m.process_limit),
-            m.processes_refused
+            known(m.processes_refused)
         );
-        println!("disk:       {} bytes in the workspace", m.disk_used);
-        println!("oom kills:  {}", m.oom_kills);
+        println!(
+            "disk:       {} of {} bytes",
+            m.disk_used,
+            limit(m.disk_total)
+        );
+        println!("oom kills:  {}", known(m.oom_kills));
     }
     Ok(())
 }

@@ -85,11 +85,17 @@ pub type RouteStream = Box<dyn RouteIo>;
 pub trait RouteIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> RouteIo for T {}
 
-/// A sandbox's use of its machine, as `GET /sandboxes/{id}/metrics` reports it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A sandbox's use of its machine, as `GET /sandboxes/{id}/metrics` reports
+/// it. `None` where the provider cannot tell (E2B reports CPU as a
+/// percentage and no process counts; a local sandbox without cgroups has no
+/// counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Metrics {
     /// CPU time used since the sandbox (re)started, in microseconds.
-    pub cpu_usec: u64,
+    pub cpu_usec: Option<u64>,
+    /// CPU use over the provider's last sampling interval, in percent of
+    /// its `cpu_count` CPUs (E2B's `cpuUsedPct`).
+    pub cpu_used_pct: Option<f64>,
     /// CPUs' worth of CPU time it may use, `None` when unlimited.
     pub cpu_count: Option<u32>,
     /// Memory in use in bytes (its tmpfs included).
@@ -97,15 +103,17 @@ pub struct Metrics {
     /// Its memory limit in bytes, `None` when unlimited.
     pub memory_limit_bytes: Option<u64>,
     /// Processes and threads alive.
-    pub processes: u64,
+    pub processes: Option<u64>,
     /// Its process limit, `None` when unlimited.
     pub process_limit: Option<u64>,
     /// Forks refused by the process limit.
-    pub processes_refused: u64,
-    /// Bytes its workspace takes on disk.
+    pub processes_refused: Option<u64>,
+    /// Bytes its files take on disk (a local sandbox's workspace).
     pub disk_bytes: u64,
+    /// The most its files may take, in bytes; `None` when no quota holds.
+    pub disk_limit_bytes: Option<u64>,
     /// Processes the kernel ended because the memory limit was reached.
-    pub oom_kills: u64,
+    pub oom_kills: Option<u64>,
 }
 
 /// The part of a sandbox's record a provider works with.

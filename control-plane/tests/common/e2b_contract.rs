@@ -359,6 +359,7 @@ fn api_router(s: Arc<Shared>) -> Router {
         .route("/sandboxes/{id}/timeout", post(set_timeout))
         .route("/sandboxes/{id}/pause", post(pause))
         .route("/sandboxes/{id}/connect", post(connect))
+        .route("/sandboxes/{id}/metrics", get(metrics))
         .fallback(|| async { error(404, "no such endpoint") })
         .layer(axum::middleware::from_fn_with_state(s.clone(), gate))
         .with_state(s)
@@ -720,6 +721,89 @@ async fn detail(State(s): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) -> R
         Some(x) => axum::Json(listed_json(x)).into_response(),
         None => not_found(&id),
     }
+}
+
+/// The VM the stand-in reports in metrics: E2B's default sizes.
+pub const METRICS_CPU_COUNT: u32 = 2;
+pub const METRICS_MEM_TOTAL: u64 = 512 << 20;
+pub const METRICS_DISK_TOTAL: u64 = 10 << 30;
+/// The CPU use of the latest sample (an older sample says 1.0).
+pub const METRICS_CPU_PCT: f64 = 12.5;
+
+/// `GET /sandboxes/{sandboxID}/metrics?start&end`: `SandboxMetric`s of the
+/// interval (Unix seconds, both optional, `minimum: 0`). The stand-in has two
+/// samples, two seconds apart: the latest tells the sandbox's folder's real
+/// size as `diskUsed` and its mcp-tools' resident memory as `memUsed`; the
+/// older one says a tenth of each. A paused sandbox has none.
+async fn metrics(
+    State(s): State<Arc<Shared>>,
+    UrlPath(id): UrlPath<String>,
+    req: Request,
+) -> Response {
+    let mut bounds = [None, None];
+    for (k, v) in form_pairs(req.uri().query().unwrap_or("")) {
+        let slot = match k.as_str() {
+            "start" => 0,
+            "end" => 1,
+            _ => return error(400, &format!("unknown parameter {k}")),
+        };
+        match v.parse::<i64>() {
+            Ok(n) if n >= 0 => bounds[slot] = Some(n),
+            _ => return error(400, &format!("{k} must be an integer >= 0")),
+        }
+    }
+    let (root, pid) = match s.lock().sandboxes.get(&id) {
+        Some(x) if x.view.running => (x.view.root.clone(), x.child.as_ref().map(|c| c.id())),
+        Some(_) => return axum::Json(json!([])).into_response(),
+        None => return not_found(&id),
+    };
+    let disk = folder_bytes(&root);
+    let rss = pid
+        .and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        .and_then(|t| {
+            let line = t.lines().find(|l| l.starts_with("VmRSS:"))?.to_string();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024);
+    let now = (now_ms() / 1000) as i64;
+    let sample = |ts: i64, pct: f64, mem: u64, disk: u64| {
+        json!({
+            "timestamp": rfc3339(ts as u64 * 1000),
+            "timestampUnix": ts,
+            "cpuCount": METRICS_CPU_COUNT,
+            "cpuUsedPct": pct,
+            "memUsed": mem,
+            "memTotal": METRICS_MEM_TOTAL,
+            "memCache": 0,
+            "diskUsed": disk,
+            "diskTotal": METRICS_DISK_TOTAL,
+        })
+    };
+    let samples: Vec<Value> = [
+        sample(now - 2, 1.0, rss / 10, disk / 10),
+        sample(now, METRICS_CPU_PCT, rss, disk),
+    ]
+    .into_iter()
+    .filter(|m| {
+        let ts = m["timestampUnix"].as_i64().unwrap_or(0);
+        bounds[0].is_none_or(|b| ts >= b) && bounds[1].is_none_or(|b| ts <= b)
+    })
+    .collect();
+    axum::Json(samples).into_response()
+}
+
+/// Bytes of the regular files under `dir`.
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => folder_bytes(&e.path()),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    })
 }
 
 async fn kill(State(s): State<Arc<Shared>>, UrlPath(id): UrlPath<String>) -> Response {

@@ -350,6 +350,29 @@ impl E2bApi {
         serde_json::from_slice(&a.body).map_err(|e| malformed("answer to connect", e))
     }
 
+    /// `GET /sandboxes/{id}/metrics?start=SINCE`: the samples E2B took since
+    /// Unix second `since`, in its order.
+    pub async fn metrics(&self, id: &ProviderId, since: i64) -> Result<Vec<wire::SandboxMetric>> {
+        let what = "get sandbox metrics";
+        let mut url = self.sandbox_url(id, "/metrics");
+        url.query_pairs_mut()
+            .append_pair("start", &since.max(0).to_string());
+        let a = self
+            .call(
+                what,
+                Retry::Safe,
+                Method::GET,
+                url,
+                None::<&()>,
+                self.timeout,
+            )
+            .await?;
+        if a.status != StatusCode::OK {
+            return Err(self.error(what, &a));
+        }
+        serde_json::from_slice(&a.body).map_err(|e| malformed("sandbox metrics", e))
+    }
+
     /// `POST /sandboxes/{id}/timeout`.
     pub async fn set_timeout(&self, id: &ProviderId, timeout_secs: u64) -> Result<()> {
         let what = "set timeout";

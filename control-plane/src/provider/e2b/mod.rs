@@ -36,7 +36,7 @@ mod wire;
 use api::E2bApi;
 
 use super::{
-    Capabilities, CreateSpec, Endpoint, Inspection, Listed, Provider, Running, SandboxRef,
+    Capabilities, CreateSpec, Endpoint, Inspection, Listed, Metrics, Provider, Running, SandboxRef,
 };
 use crate::config::E2bConfig;
 use crate::error::{Error, ProviderError, Result, StartError};
@@ -56,6 +56,9 @@ pub const META_USER_ID: &str = "control_plane_user_id";
 const MANAGED_BY: &str = "control-plane";
 /// Port of code-server in the template, when it is built with it.
 const CODE_SERVER_PORT: u16 = 9000;
+/// How far back metrics are asked for: E2B samples every few seconds, so
+/// the latest sample is in it without the whole life of the sandbox.
+const METRICS_WINDOW_SECS: i64 = 60;
 
 /// Runs each sandbox as a microVM in E2B's cloud (or an engine that speaks
 /// E2B's API).
@@ -471,6 +474,20 @@ impl Provider for E2bProvider {
             .await
     }
 
+    async fn metrics(&self, sandbox: SandboxRef<'_>) -> Result<Metrics> {
+        let provider_id = created_id(sandbox)?;
+        let since = chrono::Utc::now().timestamp() - METRICS_WINDOW_SECS;
+        let samples = self.api.metrics(provider_id, since).await?;
+        latest_metrics(&samples).ok_or_else(|| {
+            ProviderError::failed(format!(
+                "E2B has no metrics of sandbox {} from the last {METRICS_WINDOW_SECS} s yet \
+                 (it samples every few seconds); ask again shortly",
+                sandbox.id
+            ))
+            .into()
+        })
+    }
+
     async fn list_managed(&self) -> Result<Option<HashMap<ProviderId, Listed>>> {
         let listed = self.api.list(&[(META_MANAGED_BY, MANAGED_BY)]).await?;
         Ok(Some(
@@ -486,6 +503,25 @@ impl Provider for E2bProvider {
                 .collect(),
         ))
     }
+}
+
+/// The latest of E2B's samples in our shape: E2B tells CPU use as a
+/// percentage and disk use of the whole VM, and no process counts.
+fn latest_metrics(samples: &[wire::SandboxMetric]) -> Option<Metrics> {
+    let m = samples.iter().max_by_key(|m| m.timestamp_unix)?;
+    Some(Metrics {
+        cpu_usec: None,
+        cpu_used_pct: Some(m.cpu_used_pct),
+        cpu_count: Some(m.cpu_count),
+        memory_bytes: m.mem_used,
+        memory_limit_bytes: Some(m.mem_total),
+        processes: None,
+        process_limit: None,
+        processes_refused: None,
+        disk_bytes: m.disk_used,
+        disk_limit_bytes: Some(m.disk_total),
+        oom_kills: None,
+    })
 }
 
 /// The provider id of a sandbox whose create answered.

@@ -101,6 +101,28 @@ impl ListedSandbox {
     }
 }
 
+/// `SandboxMetric`: one sample of a sandbox's use, taken by E2B every few
+/// seconds (the answer to `GET /sandboxes/{sandboxID}/metrics` is a list of
+/// them). Bytes and percent as the spec says.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SandboxMetric {
+    /// When it was taken, in Unix seconds.
+    pub timestamp_unix: i64,
+    /// The VM's CPU cores.
+    pub cpu_count: u32,
+    /// CPU use in percent.
+    pub cpu_used_pct: f64,
+    /// Memory in use, in bytes.
+    pub mem_used: u64,
+    /// The VM's memory, in bytes.
+    pub mem_total: u64,
+    /// Disk in use, in bytes.
+    pub disk_used: u64,
+    /// The VM's disk, in bytes.
+    pub disk_total: u64,
+}
+
 /// `Error`: `{code, message}`.
 #[derive(Debug, Deserialize)]
 pub struct ErrorBody {

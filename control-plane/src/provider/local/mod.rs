@@ -940,15 +940,17 @@ impl Provider for LocalProvider {
             ))
         })?;
         Ok(Metrics {
-            cpu_usec: usage.cpu_usec,
+            cpu_usec: Some(usage.cpu_usec),
+            cpu_used_pct: None,
             cpu_count: Chosen::of(sandbox).map(|c| c.cpu_count),
             memory_bytes: usage.memory_bytes,
             memory_limit_bytes: usage.memory_limit_bytes,
-            processes: usage.pids,
+            processes: Some(usage.pids),
             process_limit: usage.pids_limit,
-            processes_refused: usage.pids_refused,
+            processes_refused: Some(usage.pids_refused),
             disk_bytes,
-            oom_kills: usage.oom_kills,
+            disk_limit_bytes: None,
+            oom_kills: Some(usage.oom_kills),
         })
     }
 }
