@@ -1,5 +1,5 @@
-//! Serves an axum [`Router`] over TCP so that clients that misbehave cannot
-//! take the server down.
+//! Serves an axum [`Router`] over TCP or a Unix socket so that clients that
+//! misbehave cannot take the server down.
 //!
 //! `axum::serve` sets no timer, which turns off hyper's header-read timeout,
 //! and admits connections until the process runs out of file descriptors;
@@ -33,7 +33,8 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 
 pub use body::{BodyTimeout, Guarded};
 use connections::{Admission, Connections};
@@ -103,18 +104,48 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// A listening socket [`serve`] accepts connections from: a
+/// [`TcpListener`] or a [`UnixListener`].
+pub trait Listener: Send {
+    /// An accepted connection.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// The next connection.
+    ///
+    /// # Errors
+    /// What `accept(2)` reports, e.g. `EMFILE` when out of descriptors.
+    fn accept(&self) -> impl Future<Output = io::Result<Self::Io>> + Send;
+}
+
+impl Listener for TcpListener {
+    type Io = tokio::net::TcpStream;
+
+    /// Every accepted socket gets `TCP_NODELAY`: without it each small
+    /// response waits ~40 ms for the client's delayed ACK.
+    async fn accept(&self) -> io::Result<Self::Io> {
+        let (stream, _) = TcpListener::accept(self).await?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl Listener for UnixListener {
+    type Io = tokio::net::UnixStream;
+
+    async fn accept(&self) -> io::Result<Self::Io> {
+        Ok(UnixListener::accept(self).await?.0)
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the
 /// requests in flight finish (connections are told to close once their
 /// response is sent) and returns when every connection has closed.
 ///
-/// Every accepted socket gets `TCP_NODELAY`: without it each small response
-/// waits ~40 ms for the client's delayed ACK.
-///
 /// # Errors
 /// Never for a single connection's fault; only when the listener itself
 /// fails for good.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve<L: Listener>(
+    listener: L,
     router: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
@@ -128,14 +159,13 @@ pub async fn serve(
         let stream = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(stream) => stream,
                 Err(e) => {
                     on_accept_error(&connections, &e).await;
                     continue;
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
         match connections.admit() {
             Admission::Admitted(slot) => {
                 tokio::spawn(serve_connection(stream, router.clone(), limits, slot));
@@ -159,7 +189,7 @@ pub async fn serve(
 /// Serves one connection until it closes, is chosen to make room, or the
 /// server stops (then it finishes the request in flight first).
 async fn serve_connection(
-    stream: TcpStream,
+    stream: impl AsyncRead + AsyncWrite + Unpin + Send + 'static,
     router: Router,
     limits: Limits,
     slot: connections::Slot,
@@ -196,7 +226,7 @@ async fn serve_connection(
 /// request head is read first (briefly, and at most 16 KiB of it): a client
 /// answered before it has sent its request may report a broken connection
 /// instead of the answer.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(mut stream: impl AsyncRead + AsyncWrite + Unpin) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     const BODY: &str = "503 Service Unavailable: too many connections; retry shortly\n";
     let response = format!(

@@ -92,7 +92,8 @@ pub struct ServeConfig {
 
     /// Listen on a Unix socket at this path instead of a TCP port (--host
     /// and --port are then ignored). The socket is made connectable by this
-    /// user only; a supervisor on the same machine forwards to it.
+    /// user only; a supervisor on the same machine forwards to it. The
+    /// connection timeouts and budget below hold there too.
     #[arg(long, env = "MCP_UNIX_SOCKET")]
     pub unix_socket: Option<PathBuf>,
 

@@ -138,14 +138,12 @@ impl Server {
             stop.await;
             signal.cancel();
         };
+        // The same timeouts and connection budget on a Unix socket: whatever
+        // reaches it (a forwarding supervisor, or anything it forwards) must
+        // not be able to exhaust the server's descriptors either.
         match listener {
             Bound::Tcp(listener) => http_serve::serve(listener, router, limits, stop).await,
-            // Only its supervisor on this machine connects here.
-            Bound::Unix(listener, _) => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            }
+            Bound::Unix(listener, _) => http_serve::serve(listener, router, limits, stop).await,
         }
         .context("server failed")?;
         ctx.jobs.shutdown(Duration::from_secs(2)).await;

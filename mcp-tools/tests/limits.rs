@@ -325,3 +325,67 @@ async fn memory_comes_back_after_session_floods() {
     }
     assert!(rss < BOUND_KIB, "RSS after the floods: {rss} KiB");
 }
+
+/// The Unix socket a supervisor forwards to is served like the TCP port:
+/// half-sent requests held open there do not stop `/health`, the oldest are
+/// closed for room, and one left alone is closed after the header timeout.
+#[tokio::test]
+async fn a_unix_socket_has_the_same_timeouts_and_budget() {
+    use std::os::unix::net::UnixStream;
+    let tmp = tempfile::tempdir().unwrap();
+    let socket = tmp.path().join("mcp.sock");
+    let socket_arg = socket.display().to_string();
+    let _server = server(
+        128,
+        &["--unix-socket", &socket_arg, "--header-timeout-secs", "3"],
+    );
+    let half_sent = || {
+        let mut stream = UnixStream::connect(&socket).expect("connect");
+        stream
+            .write_all(b"POST /mcp HTTP/1.1\r\nHost: sandbox\r\nContent-Type: appl")
+            .expect("send half a request");
+        stream
+    };
+    let mut held: Vec<UnixStream> = (0..300).map(|_| half_sent()).collect();
+
+    let http = reqwest::Client::builder()
+        .unix_socket(socket.clone())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let health = http
+        .get("http://sandbox/health")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET /health over the socket failed: {e}"));
+    assert_eq!(health.status(), reqwest::StatusCode::OK);
+
+    let wait_closed = |stream: &mut UnixStream, limit: Duration| {
+        let started = Instant::now();
+        stream.set_read_timeout(Some(limit)).unwrap();
+        let mut buf = [0u8; 1024];
+        loop {
+            match stream.read(&mut buf) {
+                Ok(0) => return Some(started.elapsed()),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return Some(started.elapsed());
+                }
+                Err(_) => return None,
+            }
+        }
+    };
+    // The oldest were closed to make room.
+    assert!(
+        wait_closed(&mut held[0], Duration::from_millis(500)).is_some(),
+        "the oldest half-sent request on the socket is still open"
+    );
+    // A new one, alone, is closed by the header timeout.
+    drop(held);
+    let mut late = half_sent();
+    let took = wait_closed(&mut late, Duration::from_secs(30)).expect("never closed");
+    assert!(
+        took >= Duration::from_secs(2),
+        "closed before the header timeout: {took:?}"
+    );
+}
