@@ -454,12 +454,20 @@ impl Job {
     /// Output from offset `since`, at most `max` bytes, cut at character
     /// boundaries: it neither starts nor ends inside a multi-byte
     /// character, except that a character longer than `max` is returned
-    /// whole, so that reading on always gets somewhere.
+    /// whole, so that reading on always gets somewhere. A `since` inside a
+    /// character starts the window at that character's first byte (`from`
+    /// says so); when that byte has left memory, at the next character.
     pub fn read(&self, since: u64, max: usize) -> OutputChunk {
         let ring = lock(&self.output);
         let total = ring.end();
         let since = since.min(total);
         let mut from = since.max(ring.start);
+        if from == since {
+            // Back up to the first byte of a character `since` falls inside.
+            let back = since.saturating_sub(3).max(ring.start);
+            let before = ring.slice(back, (since - back) as usize);
+            from -= unfinished_char_len(&before) as u64;
+        }
         // Up to 3 bytes more, to finish a character cut by `max`.
         let mut bytes = ring.slice(from, max.saturating_add(3));
         drop(ring);
@@ -497,7 +505,7 @@ impl Job {
             from,
             next: from + bytes.len() as u64,
             total,
-            dropped: from - since,
+            dropped: from.saturating_sub(since),
         }
     }
 

@@ -326,3 +326,30 @@ async fn process_output_resumes_at_a_character_after_dropped_output() {
     assert_eq!(out["from"].as_u64().unwrap() % 3, 0, "{out}");
     assert_eq!(out["output"], "€".repeat(10), "{out}");
 }
+
+/// A `since` given inside a character starts the window at that
+/// character's first byte, for every character length and every byte
+/// inside it: no U+FFFD, no lost character, and `from` says where the
+/// window starts.
+#[tokio::test]
+async fn process_output_since_inside_a_character_starts_at_the_character() {
+    let server = Server::start();
+    let client = server.client().await;
+    for ch in CHARS {
+        let text = format!("ab{ch}cd");
+        std::fs::write(server.path("t.txt"), &text).unwrap();
+        let id = background(&client, "cat t.txt").await;
+        wait_exit(&client, &id).await;
+        for inside in 1..ch.len_utf8() {
+            let since = 2 + inside;
+            let out = ok(&call(&client, "process_output", json!({"id": id, "since": since})).await);
+            assert_eq!(
+                out["output"],
+                format!("{ch}cd"),
+                "{ch:?} since {since}: {out}"
+            );
+            assert_eq!(out["from"], 2, "{ch:?} since {since}: {out}");
+            assert_eq!(out["dropped"], 0, "{ch:?} since {since}: {out}");
+        }
+    }
+}
