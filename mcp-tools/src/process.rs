@@ -61,8 +61,23 @@ pub struct CommandSpec {
 }
 
 impl CommandSpec {
-    fn to_command(&self) -> Command {
-        let mut cmd = Command::new(shell());
+    /// The command to spawn. On a terminal it is started through
+    /// `setsid -c` (see [`pty::setsid`]), so no `pre_exec` hook is needed
+    /// and the standard library spawns with `posix_spawn`.
+    ///
+    /// # Errors
+    /// On a terminal, when setsid(1) cannot be found.
+    fn to_command(&self) -> std::io::Result<Command> {
+        let mut cmd = match self.terminal {
+            Some(_) => {
+                // A session of its own, the terminal on its stdin as its
+                // controlling terminal, then the shell in the same process.
+                let mut cmd = Command::new(pty::setsid()?);
+                cmd.arg("-c").arg(shell());
+                cmd
+            }
+            None => Command::new(shell()),
+        };
         // `--`: a command line that starts with `-` is a command, not an option.
         cmd.arg("-c")
             .arg("--")
@@ -71,7 +86,8 @@ impl CommandSpec {
             // The server's own secret is not the commands' business.
             .env_remove("MCP_AUTH_TOKEN");
         if self.terminal.is_some() {
-            // Its own session instead (see `pty::make_controlling_terminal`).
+            // Not `process_group(0)`: setsid(1) forks when started as a
+            // group leader, and the job's pid would be a process that exits.
             cmd.env("TERM", "xterm-256color");
         } else {
             // Without a terminal, colour codes only reach the model as
@@ -81,7 +97,7 @@ impl CommandSpec {
                 .process_group(0);
         }
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
-        cmd
+        Ok(cmd)
     }
 }
 
@@ -216,7 +232,7 @@ pub async fn run_foreground(
 ) -> std::io::Result<Finished> {
     let started = Instant::now();
     let mut child = spec
-        .to_command()
+        .to_command()?
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -740,15 +756,13 @@ impl Jobs {
         std::fs::File::create(&log_path)?;
         let mut terminal = None;
         let mut output = None;
-        let mut command = spec.to_command();
+        let mut command = spec.to_command()?;
         if let Some(size) = spec.terminal {
             let (controller, tty) = pty::open(size)?;
             command
                 .stdin(Stdio::from(tty.try_clone()?))
                 .stdout(Stdio::from(tty.try_clone()?))
                 .stderr(Stdio::from(tty));
-            // SAFETY: the hook makes only async-signal-safe system calls.
-            unsafe { command.pre_exec(pty::make_controlling_terminal) };
             terminal = Some(Arc::new(Terminal::new(controller, size)?));
         } else {
             // stdout and stderr share one pipe: their lines interleave as

@@ -7,7 +7,7 @@
 //! controlling terminal, so job control, Ctrl-C and `SIGWINCH` behave as in
 //! a real terminal. The screen is emulated by `vt100`.
 
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 
 use tokio::io::unix::AsyncFd;
@@ -90,14 +90,32 @@ pub fn open(size: TermSize) -> std::io::Result<(OwnedFd, OwnedFd)> {
     Ok((controller, terminal))
 }
 
-/// Runs in the child between fork and exec: a new session, with the PTY
-/// on stdin as its controlling terminal. Only async-signal-safe calls.
-pub fn make_controlling_terminal() -> std::io::Result<()> {
-    rustix::process::setsid()?;
-    // SAFETY: fd 0 is open: the PTY was put there before this hook runs.
-    let stdin = unsafe { BorrowedFd::borrow_raw(0) };
-    rustix::process::ioctl_tiocsctty(stdin)?;
-    Ok(())
+/// setsid(1) (util-linux, or BusyBox), found on `PATH` once. A command on
+/// a terminal is started as `setsid -c SHELL -c COMMAND`: setsid gives it a
+/// session of its own, makes the PTY on its stdin the controlling terminal
+/// (`TIOCSCTTY`) and execs the shell in the same process. A program does
+/// this instead of a `pre_exec` hook, which would make the standard library
+/// fork (copying the server's page tables) rather than use `posix_spawn`.
+///
+/// # Errors
+/// `NotFound` when no `setsid` is on `PATH`.
+pub fn setsid() -> std::io::Result<&'static std::path::Path> {
+    static SETSID: std::sync::OnceLock<Option<std::path::PathBuf>> = std::sync::OnceLock::new();
+    SETSID
+        .get_or_init(|| {
+            let paths = std::env::var_os("PATH")?;
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join("setsid"))
+                .find(|path| path.is_file())
+        })
+        .as_deref()
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "a command on a terminal needs setsid (util-linux, or BusyBox) on PATH; \
+                 run it without `pty`",
+            )
+        })
 }
 
 /// The server's side of a command's terminal: its screen, and the
