@@ -258,3 +258,111 @@ async fn one_file_cannot_fill_memory_with_matches() {
     assert_eq!(out["truncated"], true);
     assert!(text(&result).contains("were not kept"), "{}", text(&result));
 }
+
+/// A grep cancelled over MCP (`notifications/cancelled`) stops reading
+/// files: it ends as cancelled, and once it has ended no file of the tree
+/// is read any more and most were never read. Reads are seen in the files'
+/// access times (set in the past, so the first read moves them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_grep_stops_reading_files() {
+    use common::{Options, RawSession};
+    use std::fs::FileTimes;
+    use std::time::Instant;
+
+    const DIRS: usize = 200;
+    const FILES_PER_DIR: usize = 200;
+    let server = Server::start_with(Options {
+        log_level: Some("info"),
+        ..Options::default()
+    });
+    // 40,000 empty files: no data blocks, and each costs the grep an open
+    // and a read.
+    let long_ago = SystemTime::UNIX_EPOCH + Duration::from_secs(86_400);
+    let mut dirs = Vec::new();
+    for d in 0..DIRS {
+        let dir = server.path(&format!("tree/d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..FILES_PER_DIR {
+            let file = std::fs::File::create(dir.join(format!("f{f:03}.txt"))).unwrap();
+            file.set_times(FileTimes::new().set_accessed(long_ago))
+                .unwrap();
+        }
+        // The directory's own access time moves when the walk lists it.
+        std::fs::File::open(&dir)
+            .unwrap()
+            .set_times(FileTimes::new().set_accessed(long_ago))
+            .unwrap();
+        dirs.push(dir);
+    }
+    let was_read =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().accessed().unwrap() > long_ago;
+    let files_read = || {
+        dirs.iter()
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .filter(|e| was_read(&e.as_ref().unwrap().path()))
+            .count()
+    };
+
+    let raw = std::sync::Arc::new(RawSession::open(&server).await);
+    let grepping = {
+        let raw = raw.clone();
+        tokio::spawn(async move {
+            raw.call(2, "grep", json!({"pattern": "needle", "path": "tree"}))
+                .await
+        })
+    };
+    // The walk has started once it lists a folder.
+    assert!(
+        common::eventually(Duration::from_secs(30), || dirs.iter().any(|d| was_read(d))),
+        "the grep never started"
+    );
+    let ended = || {
+        server
+            .logs()
+            .lines()
+            .find(|l| l.contains("tool=grep") && l.contains("tool call"))
+            .map(str::to_owned)
+    };
+    // A cancel that arrives before the request is registered is ignored:
+    // cancel again until the grep ends.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let line = loop {
+        raw.cancel(2).await;
+        if common::eventually(Duration::from_millis(200), || ended().is_some()) {
+            break ended().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled grep did not end; logs:\n{}",
+            server.logs()
+        );
+    };
+    assert!(
+        line.contains("tool_error"),
+        "the grep ran to its end instead of stopping: {line}"
+    );
+    let read_when_ended = files_read();
+    let total = DIRS * FILES_PER_DIR;
+    assert!(
+        read_when_ended < total,
+        "every file was read: the cancel stopped nothing"
+    );
+    // Nothing of the grep goes on in the background.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        files_read(),
+        read_when_ended,
+        "files were still read after the grep ended"
+    );
+    // The server answers at once.
+    let started = Instant::now();
+    let answer = raw.call(3, "list_directory", json!({"path": "."})).await;
+    assert!(answer.contains("tree"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the next call took {:?}",
+        started.elapsed()
+    );
+    grepping.abort();
+    eprintln!("{read_when_ended} of {total} files read before the grep stopped");
+}
