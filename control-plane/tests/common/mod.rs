@@ -34,6 +34,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Where its stderr (the log) goes; inherited when `None`.
     pub log_file: Option<PathBuf>,
+    /// RLIMIT_NOFILE, soft and hard, to start it with (so it cannot raise it).
+    pub open_files: Option<u64>,
 }
 
 /// A running control plane with its own data folder, which outlives restarts.
@@ -112,6 +114,23 @@ impl Server {
                 .open(path)
                 .expect("log file");
             cmd.stderr(log);
+        }
+        if let Some(limit) = self.opts.open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            // SAFETY: setrlimit is async-signal-safe and reads a struct copied
+            // into the closure.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("start control-plane");
         let started = Instant::now();
