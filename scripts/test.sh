@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 in_ci() { [ "${CI:-}" = true ] || [ "${CI:-}" = 1 ]; }
 
-step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, slirp4netns, nftables, unshare, ps, file, mmdebstrap, podman, runc, musl-gcc"
+step "tools: musl target, cargo-nextest, hadolint, e2b, MCP conformance, bubblewrap, slirp4netns, nftables, mkfs.ext4, unshare, ps, file, mmdebstrap, podman, runc, musl-gcc"
 rustup target add x86_64-unknown-linux-musl >/dev/null
 if ! command -v cargo-nextest >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
@@ -41,7 +41,8 @@ fi
 # allocator (mimalloc) into the static musl build.
 declare -A PACKAGE=([bwrap]=bubblewrap [unshare]=util-linux [ps]=procps [file]=file
     [mmdebstrap]=mmdebstrap [podman]=podman [runc]=runc [musl-gcc]=musl-tools
-    [slirp4netns]=slirp4netns [nft]=nftables [ip]=iproute2 [setpriv]=util-linux)
+    [slirp4netns]=slirp4netns [nft]=nftables [ip]=iproute2 [setpriv]=util-linux
+    [mkfs.ext4]=e2fsprogs [mount]=mount)
 absent=()
 for cmd in "${!PACKAGE[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || absent+=("${PACKAGE[$cmd]}")
@@ -71,6 +72,8 @@ check "bubblewrap (isolated sandboxes)" \
 check "slirp4netns (sandboxes' internet)" slirp4netns --version
 check "nftables (sandboxes' firewall)" nft --version
 check "ip (the containment tests' LAN namespace)" ip -V
+check "mkfs.ext4 and loop devices (sandboxes' disk quotas)" \
+    sh -c 'command -v mkfs.ext4 && test -e /dev/loop-control && test "$(id -u)" = 0'
 check "root with unshare (the PID 1 and empty-root tests)" \
     unshare --pid --fork --mount-proc true
 check "ps (procps)" ps -eo pid=

@@ -80,6 +80,10 @@ pub struct CreateSandboxRequest {
     /// Most processes and threads alive at once (local provider only).
     #[serde(default)]
     pub process_limit: Option<u64>,
+    /// Disk quota of its workspace in MiB (E2B's `diskSizeMB`; default and
+    /// maximum from the server's configuration; local provider, as root).
+    #[serde(default)]
+    pub disk_size_mb: Option<u64>,
 }
 
 /// What a client needs to know about one sandbox.

@@ -189,6 +189,24 @@ pub struct LocalConfig {
     /// Largest process_limit a create may ask for.
     #[arg(long, env = "CONTROL_PLANE_MAX_PROCESS_LIMIT", default_value_t = 16384)]
     pub max_process_limit: u64,
+
+    /// Disk quota of a local sandbox's workspace when create does not say
+    /// (MiB; an ext4 image of that size on a loop device, root only). 0: no
+    /// quota unless create asks (saves a mkfs and a mount at create).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_DEFAULT_DISK_SIZE_MB",
+        default_value_t = 10240
+    )]
+    pub default_disk_size_mb: u64,
+
+    /// Largest disk_size_mb a create may ask for (MiB).
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_MAX_DISK_SIZE_MB",
+        default_value_t = 102_400
+    )]
+    pub max_disk_size_mb: u64,
 }
 
 /// What one client connection may take. Once a request's headers are in, its

@@ -647,3 +647,103 @@ async fn urls_handed_out_use_the_public_url() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("http or https"), "{err}");
 }
+
+/// True when a file system is mounted at `path` (from /proc/self/mountinfo).
+fn mounted_at(path: &std::path::Path) -> bool {
+    let want = path.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_quota_stops_writes_and_spares_the_host() {
+    let mut s = Server::start();
+    if protections_or_refusal(&s, &["quota"]).await.is_none() {
+        return;
+    }
+    let (status, a) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "filler", "disk_size_mb": 64 }),
+        )
+        .await;
+    assert_eq!(status, 200, "{a}");
+    let a = a["sandbox_id"].as_str().unwrap().to_string();
+    let b = s.create("neighbour").await;
+    let dir = s.data_dir().join("sandboxes").join(&a);
+    let workspace = dir.join("workspace");
+    assert!(mounted_at(&workspace), "no file system of its own");
+
+    // 100 MiB into a 64 MiB quota: ENOSPC inside, bounded.
+    s.run(&a, "echo kept > kept.txt").await;
+    let r = s
+        .run(
+            &a,
+            "dd if=/dev/zero of=big bs=1M count=100 2>&1; echo rc=$?",
+        )
+        .await;
+    let out = stdout(&r);
+    assert!(out.contains("No space left on device"), "{r}");
+    assert!(!out.contains("rc=0"), "{r}");
+    let (_, m) = s.get(&format!("/sandboxes/{a}/metrics")).await;
+    assert_eq!(m["disk_total"], 64u64 << 20, "{m}");
+    let used = m["disk_used"].as_u64().unwrap();
+    assert!((32u64 << 20..=64 << 20).contains(&used), "{m}");
+    // The host holds no more of it than the quota: the image, sparse.
+    use std::os::unix::fs::MetadataExt;
+    let image = std::fs::metadata(dir.join("disk.img")).unwrap();
+    assert!(
+        image.blocks() * 512 <= 64 << 20,
+        "{} bytes",
+        image.blocks() * 512
+    );
+
+    // The neighbour still writes; the filler does once it makes room.
+    let r = s
+        .run(&b, "head -c 1000000 /dev/zero > f && wc -c < f")
+        .await;
+    assert_eq!(stdout(&r), "1000000\n", "{r}");
+    let r = s
+        .run(&a, "rm big && echo again > again.txt && cat again.txt")
+        .await;
+    assert_eq!(stdout(&r), "again\n", "{r}");
+
+    // Pause unmounts it; resume mounts it again with the files and the quota.
+    let (status, _) = s.post(&format!("/sandboxes/{a}/pause"), json!({})).await;
+    assert_eq!(status, 200);
+    assert!(!mounted_at(&workspace), "still mounted while paused");
+    let (status, e) = s.post(&format!("/sandboxes/{a}/resume"), json!({})).await;
+    assert_eq!(status, 200, "{e}");
+    assert_eq!(s.run(&a, "cat kept.txt").await["stdout"], "kept\n");
+    let r = s
+        .run(
+            &a,
+            "dd if=/dev/zero of=big bs=1M count=100 2>&1; echo rc=$?",
+        )
+        .await;
+    assert!(stdout(&r).contains("No space left on device"), "{r}");
+
+    // A control plane killed and started again adopts it, mounted.
+    s.kill_and_restart();
+    assert!(mounted_at(&workspace));
+    let (status, m) = s.get(&format!("/sandboxes/{a}/metrics")).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["disk_total"], 64u64 << 20, "{m}");
+
+    // Delete unmounts it and removes the image.
+    let (status, _) = s.delete(&format!("/sandboxes/{a}")).await;
+    assert_eq!(status, 200);
+    assert!(!mounted_at(&workspace));
+    assert!(!dir.exists());
+
+    // A quota too small to hold a file system is refused.
+    let (status, e) = s
+        .post(
+            "/sandboxes/create",
+            json!({ "user_id": "tiny", "disk_size_mb": 1 }),
+        )
+        .await;
+    assert_eq!(status, 400, "{e}");
+}

@@ -35,6 +35,9 @@ pub struct CreateArgs {
     /// Most processes and threads alive at once (local provider).
     #[arg(long)]
     pub process_limit: Option<u64>,
+    /// Disk quota of its workspace in MiB (local provider, as root).
+    #[arg(long)]
+    pub disk_size_mb: Option<u64>,
     /// Print the whole record as JSON instead of the id.
     #[arg(long)]
     pub json: bool,
@@ -61,6 +64,7 @@ pub(super) async fn create(client: &Client, args: CreateArgs) -> Result<(), CliE
         memory_mb: args.memory_mb,
         cpu_count: args.cpu_count,
         process_limit: args.process_limit,
+        disk_size_mb: args.disk_size_mb,
     };
     let info = match with_spinner("creating sandbox", client.create(&req)).await {
         Err(ClientError::Api { message, .. }) if !asked_for_user && message == USER_ID_REQUIRED => {

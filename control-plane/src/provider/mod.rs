@@ -66,6 +66,8 @@ pub struct Settings {
     pub cpu_count: Option<u32>,
     /// Most processes and threads alive at once.
     pub process_limit: Option<u64>,
+    /// Disk quota of its files in MiB (E2B's `diskSizeMB`).
+    pub disk_size_mb: Option<u64>,
 }
 
 /// What of a sandbox the control plane forwards clients to, for providers

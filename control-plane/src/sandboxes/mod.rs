@@ -236,6 +236,7 @@ impl Sandboxes {
                 memory_mb: req.memory_mb,
                 cpu_count: req.cpu_count,
                 process_limit: req.process_limit,
+                disk_size_mb: req.disk_size_mb,
             },
         };
         match self.provider.create(&spec).await {

@@ -275,6 +275,15 @@ impl Drop for Server {
                 libc::kill(pid as i32, libc::SIGKILL);
             }
         }
+        // Nor the workspaces' file systems (disk quotas) of sandboxes a
+        // killed control plane left running.
+        for mount in mounts_under(&self.data_dir()) {
+            let path = std::ffi::CString::new(mount.into_os_string().into_encoded_bytes()).unwrap();
+            // SAFETY: umount2(2) with a NUL-terminated path we own.
+            unsafe {
+                libc::umount2(path.as_ptr(), libc::MNT_DETACH);
+            }
+        }
     }
 }
 
@@ -314,6 +323,17 @@ pub fn processes_mentioning(needle: &Path) -> Vec<u32> {
         }
     }
     pids
+}
+
+/// Mount points under `dir` (from /proc/self/mountinfo).
+pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(dir))
+        .collect()
 }
 
 /// Polls `f` until it returns true or `timeout` passes.

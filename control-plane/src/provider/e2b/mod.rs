@@ -303,10 +303,12 @@ impl Provider for E2bProvider {
         if limits.memory_mb.is_some()
             || limits.cpu_count.is_some()
             || limits.process_limit.is_some()
+            || limits.disk_size_mb.is_some()
         {
             return Err(Error::Invalid(
-                "E2B sets memory and CPUs per template (e2b.toml's memory_mb and cpu_count): \
-                 build a template with the size you need instead of asking at create"
+                "E2B sets memory, CPUs and disk per template (e2b.toml's memory_mb and \
+                 cpu_count, the team's disk size): build a template with the size you need \
+                 instead of asking at create"
                     .into(),
             ));
         }

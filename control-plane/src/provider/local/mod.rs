@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <data>/sandboxes/<id>/workspace   the agent's files (kept across pause)
+//! <data>/sandboxes/<id>/disk.img    its file system, when it has a disk quota
 //! <data>/sandboxes/<id>/state       mcp-tools' job logs
 //! <data>/sandboxes/<id>/run         where mcp-tools makes its socket (seen as /run/mcp-tools)
 //! <data>/sandboxes/<id>/mcp.sock    that socket, moved out of the sandbox's reach
@@ -14,8 +15,8 @@
 //! With bubblewrap a sandbox is a boundary: it sees the machine read-only,
 //! minus home folders, `/run` and the data folder, plus its own folders; it
 //! has its own pid, IPC, UTS and network namespaces ([`network`]), its own
-//! host user when the control plane is root ([`identity`]), and cgroup
-//! limits ([`cgroup`]). Clients reach its MCP server and ports only through
+//! host user when the control plane is root ([`identity`]), cgroup
+//! limits ([`cgroup`]) and a disk quota ([`quota`]). Clients reach its MCP server and ports only through
 //! the control plane (`api::forward`), which connects to the socket, or
 //! into the namespace.
 //!
@@ -47,6 +48,7 @@ mod cgroup;
 mod identity;
 mod network;
 mod procs;
+mod quota;
 
 pub use identity::UidRange;
 
@@ -63,6 +65,10 @@ struct Chosen {
     memory_mb: u64,
     cpu_count: u32,
     process_limit: u64,
+    /// Its workspace's quota; `None` for none (and for sandboxes made
+    /// before quotas existed).
+    #[serde(default)]
+    disk_size_mb: Option<u64>,
 }
 
 impl Chosen {
@@ -91,6 +97,8 @@ struct Protections {
     user: bool,
     /// cgroup limits; `Err` says why not.
     cgroups: std::result::Result<cgroup::Cgroups, String>,
+    /// Disk quotas; `Err` says why not.
+    quota: std::result::Result<quota::Quotas, String>,
 }
 
 /// Runs each sandbox as an mcp-tools process on this machine (under
@@ -145,6 +153,7 @@ impl LocalProvider {
         if config.default_memory_mb > config.max_memory_mb
             || config.default_cpu_count > config.max_cpu_count
             || config.default_process_limit > config.max_process_limit
+            || config.default_disk_size_mb > config.max_disk_size_mb
         {
             return Err(StartError::Config(
                 "a --default-* limit is above its --max-* limit".into(),
@@ -168,6 +177,10 @@ impl LocalProvider {
                 (Some(_), true) => cgroup::Cgroups::detect(),
                 (Some(_), false) => Err("the control plane does not run as root".into()),
                 (None, _) => Err("no bubblewrap".into()),
+            },
+            quota: match &bwrap {
+                Some(_) => quota::Quotas::detect(),
+                None => Err("no bubblewrap".into()),
             },
         };
         if config.isolation == Isolation::On {
@@ -272,6 +285,23 @@ impl LocalProvider {
                 asked.process_limit.unwrap_or(c.default_process_limit),
                 c.max_process_limit,
             )?,
+            disk_size_mb: match (asked.disk_size_mb, &self.protections.quota) {
+                (Some(mb), Ok(_)) if (quota::MIN_MB..=c.max_disk_size_mb).contains(&mb) => Some(mb),
+                (Some(_), Ok(_)) => {
+                    return Err(Error::Invalid(format!(
+                        "disk_size_mb must be between {} and {}",
+                        quota::MIN_MB,
+                        c.max_disk_size_mb
+                    )));
+                }
+                (Some(_), Err(why)) => {
+                    return Err(Error::Invalid(format!(
+                        "this host cannot give sandboxes a disk quota ({why})"
+                    )));
+                }
+                (None, Ok(_)) if c.default_disk_size_mb > 0 => Some(c.default_disk_size_mb),
+                (None, _) => None,
+            },
         })
     }
 
@@ -310,6 +340,12 @@ impl LocalProvider {
                 &[&layout.workspace(), &layout.state(), &layout.run()],
             )
             .map_err(|e| failed("cannot give the sandbox its user", e))?;
+        if let (Some(mb), Ok(quotas)) = (chosen.disk_size_mb, &self.protections.quota) {
+            quotas
+                .attach(&layout.dir, &layout.workspace(), mb, uid)
+                .await
+                .map_err(|e| failed("cannot mount the workspace's file system", e))?;
+        }
         for stale in [
             layout.socket(),
             layout.run().join("mcp.sock"),
@@ -580,6 +616,7 @@ impl LocalProvider {
         // first process, orphaned when a control plane killed mid-start left
         // it waiting, before it was in any group or cgroup.
         procs::kill_all_of(&dir).await;
+        quota::detach(&dir.join("workspace"));
         if let Some(cg) = &cgroup {
             cg.remove().await;
         }
@@ -603,6 +640,9 @@ fn missing_protections(p: &Protections) -> Vec<String> {
     }
     if let Err(why) = &p.cgroups {
         missing.push(format!("cgroup limits: {why}"));
+    }
+    if let Err(why) = &p.quota {
+        missing.push(format!("disk quotas: {why}"));
     }
     missing
 }
@@ -776,6 +816,11 @@ impl Provider for LocalProvider {
             Ok(c) => format!("; limits through {}", c.version()),
             Err(why) => format!("; NO resource limits ({why})"),
         });
+        line.push_str(&match (&p.quota, self.config.default_disk_size_mb) {
+            (Ok(_), 0) => "; a disk quota only when create asks (disk_size_mb)".into(),
+            (Ok(_), mb) => format!("; a disk quota of {mb} MiB unless create asks otherwise"),
+            (Err(why), _) => format!("; NO disk quota ({why})"),
+        });
         line
     }
 
@@ -787,7 +832,7 @@ impl Provider for LocalProvider {
             ("internet_via_user_mode_network", p.internet.is_ok()),
             ("user", p.user),
             ("cgroups", p.cgroups.is_ok()),
-            ("quota", false),
+            ("quota", p.quota.is_ok()),
         ]
     }
 
@@ -924,12 +969,25 @@ impl Provider for LocalProvider {
 
     async fn metrics(&self, sandbox: SandboxRef<'_>) -> Result<Metrics> {
         let workspace = self.dir(sandbox.id).join("workspace");
-        let disk_bytes = tokio::task::spawn_blocking(move || disk_usage(&workspace))
-            .await
-            .unwrap_or(0);
+        // Its own file system says at once; a folder is walked.
+        let (disk_bytes, disk_limit_bytes) = match quota::used_bytes(&workspace) {
+            Some(used) => (
+                used,
+                Chosen::of(sandbox)
+                    .and_then(|c| c.disk_size_mb)
+                    .map(|mb| mb << 20),
+            ),
+            None => (
+                tokio::task::spawn_blocking(move || disk_usage(&workspace))
+                    .await
+                    .unwrap_or(0),
+                None,
+            ),
+        };
         let Some(cg) = self.cgroup(sandbox.id) else {
             return Ok(Metrics {
                 disk_bytes,
+                disk_limit_bytes,
                 ..Metrics::default()
             });
         };
@@ -949,7 +1007,7 @@ impl Provider for LocalProvider {
             process_limit: usage.pids_limit,
             processes_refused: Some(usage.pids_refused),
             disk_bytes,
-            disk_limit_bytes: None,
+            disk_limit_bytes,
             oom_kills: Some(usage.oom_kills),
         })
     }
