@@ -7,6 +7,10 @@
 #   scripts/bench-local.sh target/release                    # one build
 #   scripts/bench-local.sh /path/to/old/target/release target/release
 #
+# A folder may carry extra `serve` flags after `::`, to compare settings of
+# one build, e.g. sandboxes without and with a disk quota:
+#   scripts/bench-local.sh 'target/release::--default-disk-size-mb 0' target/release
+#
 # Env: N (default 40) samples of each; ISOLATION (default auto).
 set -euo pipefail
 [ $# -ge 1 ] || { echo "usage: $0 BIN_DIR [BIN_DIR...]" >&2; exit 2; }
@@ -14,11 +18,12 @@ N="${N:-40}"
 ISOLATION="${ISOLATION:-auto}"
 
 bench_one() {
-    local bin="$1" data
+    local bin="${1%%::*}" flags=() data
+    [[ "$1" == *::* ]] && read -ra flags <<<"${1#*::}"
     data="$(mktemp -d)"
     "$bin/control-plane" serve --port 0 --data-dir "$data/data" --addr-file "$data/addr" \
         --mcp-tools-bin "$bin/mcp-tools" --isolation "$ISOLATION" --max-running $((N + 5)) \
-        --log-level warn 2>"$data/log" &
+        --log-level warn "${flags[@]}" 2>"$data/log" &
     local pid=$!
     for _ in $(seq 100); do [ -s "$data/addr" ] && break; sleep 0.1; done
     python3 - "http://$(cat "$data/addr")" "$N" <<'EOF'
