@@ -636,6 +636,28 @@ async fn e2b_metrics_come_from_e2b_in_our_shape() {
     );
     assert!(text.contains("12.5% in use"), "{text}");
 
+    // E2B sizes sandboxes per template: asking at create is refused.
+    for (field, value) in [
+        ("memory_mb", 1024),
+        ("cpu_count", 2),
+        ("disk_size_mb", 2048),
+    ] {
+        let (status, e) = s
+            .post(
+                "/sandboxes/create",
+                json!({ "user_id": "sized", field: value }),
+            )
+            .await;
+        assert_eq!(status, 400, "{field}: {e}");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("per template"),
+            "{e}"
+        );
+    }
+
     // A sandbox E2B lost answers as lost, not as zeros.
     contract.vanish(&e2b_id(&contract, &id));
     let (status, e) = s.get(&format!("/sandboxes/{id}/metrics")).await;
