@@ -728,8 +728,10 @@ impl Jobs {
             watcher.changed.send_modify(|v| *v += 1);
         });
         let mut inner = lock(&self.inner);
-        inner.jobs.insert(number, job.clone());
+        // Pruned before the new job is in: one that ends at once must not
+        // push out a finished job that should have been kept.
         prune(&mut inner.jobs, Instant::now());
+        inner.jobs.insert(number, job.clone());
         Ok(job)
     }
 
@@ -822,8 +824,8 @@ impl Jobs {
             watcher.changed.send_modify(|v| *v += 1);
             *watcher.stdin.lock().await = None;
         });
-        inner.jobs.insert(number, job.clone());
         prune(&mut inner.jobs, Instant::now());
+        inner.jobs.insert(number, job.clone());
         Ok(job)
     }
 
