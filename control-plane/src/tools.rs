@@ -1,14 +1,19 @@
 //! Commands and files in a sandbox, through the MCP tools of mcp-tools in
 //! it: the `run-command`, `write-file` and `read-file` endpoints. Each call
 //! goes through the sandbox's own MCP endpoint ([`crate::mcp`]), whatever
-//! the provider.
+//! the provider, with the arguments and results of
+//! [`mcp_tools_contract`], so the compiler checks both ends agree.
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use mcp_tools_contract::command::{RunCommandArgs, RunCommandOutput};
+use mcp_tools_contract::files::{ReadFileArgs, ReadFileOutput, WriteFileArgs, WriteFileOutput};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ProviderError, Result};
 use crate::ids::SandboxId;
+use crate::mcp::Target;
 use crate::model::{FileOperationRequest, RunCommandRequest, RunCommandResponse};
 use crate::sandboxes::{Caller, Sandboxes};
 
@@ -40,67 +45,79 @@ pub async fn run_command(
         )));
     }
     let target = sandboxes.call_target(caller, id)?;
-    let mut args = json!({ "command": req.command, "background": req.background });
-    if let Some(t) = req.timeout_ms {
-        args["timeout_ms"] = json!(t);
-    }
-    if let Some(cwd) = &req.cwd {
-        args["cwd"] = json!(cwd);
-    }
-    if !req.env.is_empty() {
-        args["env"] = json!(req.env);
-    }
+    let args = RunCommandArgs {
+        command: req.command,
+        background: req.background,
+        timeout_ms: req.timeout_ms,
+        cwd: req.cwd,
+        env: req.env,
+        ..RunCommandArgs::default()
+    };
     let wait = Duration::from_millis(req.timeout_ms.unwrap_or(DEFAULT_COMMAND_MS)) + COMMAND_SLACK;
     // The memory limit's kills are counted by the sandbox's cgroup, which
     // the sandbox itself cannot see: compared before and after.
     let oom_before = sandboxes.oom_kills(id);
-    let out = sandboxes
-        .call_tool(&target, "run_command", args, wait)
-        .await?;
+    let out: RunCommandOutput = call(sandboxes, &target, "run_command", &args, wait).await?;
     let oom_killed = oom_before
         .zip(sandboxes.oom_kills(id))
         .is_some_and(|(before, after)| after > before);
-    let s = &out.structured;
-    let text = |k: &str| s.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let stdout = text("stdout");
-    let stderr = text("stderr");
-    let job_id = s.get("id").and_then(Value::as_str).map(str::to_string);
-    let log_path = s
-        .get("log_path")
-        .and_then(Value::as_str)
-        .map(str::to_string);
-    let output = if req.background {
-        format!(
-            "Command started in background (job {}, log {})",
-            job_id.as_deref().unwrap_or("?"),
-            log_path.as_deref().unwrap_or("?")
-        )
-    } else if s.is_null() {
-        out.text
-    } else {
-        format!("{stdout}{stderr}")
-    };
-    Ok(RunCommandResponse {
-        output,
-        exit_code: s
-            .get("exit_code")
-            .and_then(Value::as_i64)
-            .and_then(|c| i32::try_from(c).ok()),
-        stdout,
-        stderr,
-        signal: s
-            .get("signal")
-            .and_then(Value::as_i64)
-            .and_then(|c| i32::try_from(c).ok()),
-        timed_out: s.get("timed_out").and_then(Value::as_bool).unwrap_or(false),
-        duration_ms: s.get("duration_ms").and_then(Value::as_u64),
-        job_id,
-        pid: s
-            .get("pid")
-            .and_then(Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok()),
-        log_path,
-        oom_killed,
+    Ok(match out {
+        RunCommandOutput::Started(job) => RunCommandResponse {
+            output: format!(
+                "Command started in background (job {}, log {})",
+                job.id, job.log_path
+            ),
+            exit_code: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            signal: None,
+            timed_out: false,
+            duration_ms: None,
+            job_id: Some(job.id),
+            pid: Some(job.pid),
+            log_path: Some(job.log_path),
+            oom_killed,
+        },
+        RunCommandOutput::Finished(done) => {
+            let job = done.left_running;
+            RunCommandResponse {
+                output: format!("{}{}", done.stdout, done.stderr),
+                exit_code: done.exit_code,
+                stdout: done.stdout,
+                stderr: done.stderr,
+                signal: done.signal,
+                timed_out: done.timed_out,
+                duration_ms: Some(done.duration_ms),
+                pid: job.as_ref().map(|j| j.pid),
+                log_path: job.as_ref().map(|j| j.log_path.clone()),
+                job_id: job.map(|j| j.id),
+                oom_killed,
+            }
+        }
+    })
+}
+
+/// Calls `tool` with `args` and reads its `structuredContent` as `T`.
+///
+/// Errors: those of [`Sandboxes::call_tool`]; `Provider` when the answer
+/// does not have the contract's shape (a sandbox running another version
+/// of mcp-tools).
+async fn call<A: Serialize, T: DeserializeOwned>(
+    sandboxes: &Sandboxes,
+    target: &Target,
+    tool: &str,
+    args: &A,
+    timeout: Duration,
+) -> Result<T> {
+    let args = serde_json::to_value(args)
+        .map_err(|e| ProviderError::failed(format!("cannot encode the {tool} arguments: {e}")))?;
+    let out = sandboxes.call_tool(target, tool, args, timeout).await?;
+    serde_json::from_value(out.structured).map_err(|e| {
+        ProviderError::failed(format!(
+            "sandbox {}'s {tool} answered in a shape this control plane does not know: {e}",
+            target.sandbox_id
+        ))
+        .into()
     })
 }
 
@@ -119,10 +136,12 @@ pub async fn write_file(
     };
     check_path(&req.path)?;
     let target = sandboxes.call_target(caller, id)?;
-    let args = json!({ "path": req.path, "content": content });
-    sandboxes
-        .call_tool(&target, "write_file", args, FILE_CALL_TIMEOUT)
-        .await?;
+    let args = WriteFileArgs {
+        path: req.path,
+        content,
+    };
+    let _: WriteFileOutput =
+        call(sandboxes, &target, "write_file", &args, FILE_CALL_TIMEOUT).await?;
     Ok(())
 }
 
@@ -151,66 +170,47 @@ pub async fn read_file(
     check_path(&req.path)?;
     let target = sandboxes.call_target(caller, id)?;
     // raw: a notebook's JSON, not its cells rendered for a model.
-    let args = json!({ "path": req.path, "raw": true });
-    let out = sandboxes
-        .call_tool(&target, "read_file", args, FILE_CALL_TIMEOUT)
-        .await?;
-    if let Some(image) = out.structured.get("image") {
-        let mime = image
-            .get("mime_type")
-            .and_then(Value::as_str)
-            .unwrap_or("image");
+    let args = ReadFileArgs {
+        path: req.path.clone(),
+        raw: true,
+        ..ReadFileArgs::default()
+    };
+    let out: ReadFileOutput =
+        call(sandboxes, &target, "read_file", &args, FILE_CALL_TIMEOUT).await?;
+    if let Some(image) = out.image {
         return Err(Error::Invalid(format!(
-            "{} is binary ({mime}), which read-file does not return as text; \
+            "{} is binary ({}), which read-file does not return as text; \
              an MCP client sees it through the read_file tool, or read it with \
              run-command (e.g. base64 {})",
-            req.path, req.path
+            req.path, image.mime_type, req.path
         )));
     }
     // The tool shows what it cannot return as is (invalid bytes replaced,
     // long lines cut, a tail left out) and says so; this endpoint answers
     // with the file's content, so such a read is refused, not passed on.
-    let flag = |name: &str| out.structured.get(name).and_then(Value::as_bool) == Some(true);
-    let cut_lines = out
-        .structured
-        .get("cut_lines")
-        .and_then(Value::as_u64)
-        .unwrap_or(0);
-    if flag("lossy") {
+    if out.lossy {
         return Err(Error::Invalid(format!(
             "{} is not valid UTF-8 text, which read-file returns; \
                  read it with run-command (e.g. base64 {})",
             req.path, req.path
         )));
     }
-    if flag("more") || cut_lines > 0 {
+    if out.more || out.cut_lines > 0 {
         return Err(Error::Invalid(format!(
             "{} is too large for read-file to return whole{}; \
                  read it with run-command (e.g. head, sed -n or base64)",
             req.path,
-            if cut_lines > 0 {
-                format!(" ({cut_lines} lines are too long)")
+            if out.cut_lines > 0 {
+                format!(" ({} lines are too long)", out.cut_lines)
             } else {
                 String::new()
             }
         )));
     }
-    let encoding = out
-        .structured
-        .get("encoding")
-        .and_then(Value::as_str)
-        .unwrap_or("utf-8")
-        .to_owned();
-    match out.structured.get("content").and_then(Value::as_str) {
-        Some(c) => Ok(FileText {
-            content: c.to_string(),
-            encoding,
-        }),
-        None => Err(ProviderError::failed(format!(
-            "sandbox {id}'s read_file answered without content"
-        ))
-        .into()),
-    }
+    Ok(FileText {
+        content: out.content,
+        encoding: out.encoding.unwrap_or_else(|| "utf-8".to_owned()),
+    })
 }
 
 fn check_path(path: &str) -> Result<()> {

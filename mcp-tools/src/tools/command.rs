@@ -1,19 +1,17 @@
 //! run_command: shell commands in the foreground or as background jobs.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use super::{Tools, schema, success};
 use crate::error::{ToolError, ToolResult};
-use crate::process::{CommandSpec, run_foreground};
+use crate::process::{CommandSpec, Job, run_foreground};
 use crate::pty::TermSize;
+use mcp_tools_contract::command::{Finished, JobRef, RunCommandArgs, RunCommandOutput};
 
 /// Default time a foreground command may run.
 const DEFAULT_TIMEOUT_MS: u64 = 120_000;
@@ -21,60 +19,6 @@ const DEFAULT_TIMEOUT_MS: u64 = 120_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
 /// Bytes kept of each of stdout and stderr; the middle of longer output is cut.
 pub const OUTPUT_LIMIT: usize = 30_000;
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct RunCommandArgs {
-    /// Shell command line (run with bash, or sh where bash is missing).
-    pub command: String,
-    /// Start it detached and return at once with a process id.
-    #[serde(default)]
-    pub background: bool,
-    /// Kill the command after this many ms (default 120000, max 600000). Foreground only.
-    pub timeout_ms: Option<u64>,
-    /// Working folder, relative to the workspace root (default: the root).
-    pub cwd: Option<String>,
-    /// Extra environment variables.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// Run on a terminal (with background=true) for interactive programs.
-    #[serde(default)]
-    pub pty: bool,
-    /// Terminal width with pty (default 120).
-    pub cols: Option<u16>,
-    /// Terminal height with pty (default 40).
-    pub rows: Option<u16>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct RunCommandOutput {
-    /// Exit code, when the command exited by itself (foreground).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    /// Signal that ended the command, if one did (foreground).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<String>,
-    /// Bytes cut from the middle of stdout and stderr.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub output_cut_bytes: Option<u64>,
-    /// The command ran past its timeout and its process group was killed.
-    pub timed_out: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub duration_ms: Option<u64>,
-    /// Id for the process tools: of a background job, or of the processes a
-    /// foreground command left running (`cmd &`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// Process id (and process group id) of that job.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// File that receives that job's output.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub log_path: Option<String>,
-}
 
 #[tool_router(router = command_router, vis = "pub(crate)")]
 impl Tools {
@@ -206,21 +150,16 @@ impl Tools {
             );
         }
         let cut = done.stdout.cut() + done.stderr.cut();
-        let out = RunCommandOutput {
+        let out = RunCommandOutput::Finished(Finished {
             exit_code: exit.exit_code,
             signal: exit.signal,
-            stdout: Some(stdout),
-            stderr: Some(stderr),
-            output_cut_bytes: Some(cut),
+            stdout,
+            stderr,
+            output_cut_bytes: cut,
             timed_out: done.timed_out,
-            duration_ms: Some(ms),
-            id: done.left_running.as_ref().map(|j| j.id.clone()),
-            pid: done.left_running.as_ref().map(|j| j.pid),
-            log_path: done
-                .left_running
-                .as_ref()
-                .map(|j| j.log_path.display().to_string()),
-        };
+            duration_ms: ms,
+            left_running: done.left_running.as_deref().map(job_ref),
+        });
         Ok(success(text, &out))
     }
 }
@@ -232,18 +171,7 @@ impl Tools {
             .jobs
             .spawn(spec)
             .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let out = RunCommandOutput {
-            exit_code: None,
-            signal: None,
-            stdout: None,
-            stderr: None,
-            output_cut_bytes: None,
-            timed_out: false,
-            duration_ms: None,
-            id: Some(job.id.clone()),
-            pid: Some(job.pid),
-            log_path: Some(job.log_path.display().to_string()),
-        };
+        let out = RunCommandOutput::Started(job_ref(&job));
         let text = match spec.terminal {
             Some(size) => format!(
                 "Started background process {} (pid {}) on a {}x{} terminal. See its screen with \
@@ -260,5 +188,14 @@ impl Tools {
             ),
         };
         Ok(success(text, &out))
+    }
+}
+
+/// How run_command names a job to the process tools.
+fn job_ref(job: &Job) -> JobRef {
+    JobRef {
+        id: job.id.clone(),
+        pid: job.pid,
+        log_path: job.log_path.display().to_string(),
     }
 }

@@ -14,6 +14,7 @@ use crate::error::{ToolError, ToolResult};
 use crate::output::{SNIFF_BYTES, cap_line, looks_binary};
 use crate::text::{Encoding, HashingReader};
 use crate::workspace::{WorkspacePath, op_error};
+use mcp_tools_contract::files::{ReadFileArgs, ReadFileOutput, WriteFileArgs, WriteFileOutput};
 
 /// Lines returned by one read_file call unless `limit` says otherwise.
 const DEFAULT_READ_LINES: usize = 2000;
@@ -21,98 +22,6 @@ const DEFAULT_READ_LINES: usize = 2000;
 const MAX_LINE_CHARS: usize = 2000;
 /// Entries list_directory shows at most.
 const MAX_LIST_ENTRIES: usize = 2000;
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ReadFileArgs {
-    /// File path, relative to the workspace root.
-    pub path: String,
-    /// First line to return, 1-based.
-    pub offset: Option<usize>,
-    /// Most lines to return (default 2000).
-    pub limit: Option<usize>,
-    /// Prefix each line with its number, like `cat -n`. Default: true when
-    /// offset or limit is given, false for a whole-file read.
-    pub line_numbers: Option<bool>,
-    /// Read a notebook as its JSON (e.g. for edit_file).
-    #[serde(default)]
-    pub raw: bool,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ReadFileOutput {
-    pub path: String,
-    /// The lines returned, numbered if asked.
-    pub content: String,
-    /// First line returned (1-based).
-    pub start_line: usize,
-    /// Last line returned (0 when none).
-    pub end_line: usize,
-    pub total_lines: usize,
-    /// More lines follow `end_line`; read them with `offset = end_line + 1`.
-    pub more: bool,
-    /// Size of the file in bytes.
-    pub size: u64,
-    /// SHA-256 of the whole file, for edit_file's `expected_sha256`.
-    pub sha256: String,
-    /// The file uses CRLF line endings (shown here without the CR).
-    pub crlf: bool,
-    /// The file is not valid UTF-8; invalid bytes are shown as U+FFFD.
-    pub lossy: bool,
-    /// Of a text file: utf-8, utf-8-bom, utf-16le or utf-16be; edit_file
-    /// and write_file keep it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub encoding: Option<String>,
-    /// Lines longer than 2000 characters that were cut.
-    pub cut_lines: usize,
-    /// For an image (returned as image content; `content` is empty).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<super::media::ImageInfo>,
-    /// For a notebook, whose line fields count cells.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub notebook: Option<super::media::NotebookInfo>,
-}
-
-impl ReadFileOutput {
-    /// A result with no content yet, for a file of `size` bytes.
-    pub(crate) fn empty(path: String, size: u64, sha256: String) -> Self {
-        ReadFileOutput {
-            path,
-            content: String::new(),
-            start_line: 0,
-            end_line: 0,
-            total_lines: 0,
-            more: false,
-            size,
-            sha256,
-            crlf: false,
-            lossy: false,
-            encoding: None,
-            cut_lines: 0,
-            image: None,
-            notebook: None,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct WriteFileArgs {
-    /// File path, relative to the workspace root. Parent folders are created.
-    pub path: String,
-    /// The whole new content of the file (may be empty).
-    pub content: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct WriteFileOutput {
-    pub path: String,
-    pub bytes_written: usize,
-    /// The file did not exist before.
-    pub created: bool,
-    /// utf-8, utf-8-bom, utf-16le or utf-16be: an existing file's is kept.
-    pub encoding: String,
-    /// Written with CRLF line endings, as the file had them.
-    pub crlf: bool,
-}
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct ListDirectoryArgs {

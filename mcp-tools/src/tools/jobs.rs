@@ -7,13 +7,16 @@ use std::time::{Duration, Instant};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use super::{Tools, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::rfc3339;
 use crate::process::{ExitInfo, Job, parse_signal};
+use mcp_tools_contract::process::{
+    ListStatus, ProcessInputArgs, ProcessInputOutput, ProcessKillArgs, ProcessListArgs,
+    ProcessListOutput, ProcessOutputArgs, ProcessOutputOutput, ProcessStatus, ProcessWaitArgs,
+    ProcessWaitOutput,
+};
 
 /// Default and largest output returned by one process_output call.
 const DEFAULT_OUTPUT_CHARS: usize = 30_000;
@@ -21,160 +24,9 @@ const MAX_OUTPUT_CHARS: usize = 200_000;
 /// Longest a call may wait.
 const MAX_WAIT_MS: u64 = 600_000;
 
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessOutputArgs {
-    /// Process id from run_command (e.g. "p1").
-    pub id: String,
-    /// Byte offset to read from; pass the previous call's next_offset to get only new output.
-    #[serde(default)]
-    pub since: u64,
-    /// Wait up to this many ms for new output or exit when there is none yet.
-    #[serde(default)]
-    pub wait_ms: u64,
-    /// Most bytes of output to return (default 30000).
-    pub max_chars: Option<usize>,
-    /// Remove terminal escape sequences (colours, cursor moves) from the
-    /// output shown; offsets still count the raw bytes.
-    #[serde(default)]
-    pub strip_ansi: bool,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessStatus {
-    pub id: String,
-    pub pid: u32,
-    pub command: String,
-    pub running: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exit_code: Option<i32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i32>,
-    /// Start time, RFC 3339 UTC.
-    pub started: String,
-    /// Bytes of output so far.
-    pub output_bytes: u64,
-    pub log_path: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessOutputOutput {
-    #[serde(flatten)]
-    pub status: ProcessStatus,
-    /// Output (stdout and stderr interleaved) from `from` to `next_offset`.
-    pub output: String,
-    pub from: u64,
-    /// Pass as `since` next time.
-    pub next_offset: u64,
-    /// More output is already available after next_offset.
-    pub more: bool,
-    /// Bytes after `since` that were dropped from memory (the log file has them).
-    pub dropped: u64,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessWaitArgs {
-    /// Process id from run_command.
-    pub id: String,
-    /// Return as soon as the output (from `since` on) matches this regex, e.g. "Listening on".
-    pub until_regex: Option<String>,
-    /// Byte offset the regex is matched from (default 0: all output).
-    #[serde(default)]
-    pub since: u64,
-    /// Give up after this many ms (default 30000, max 600000).
-    pub timeout_ms: Option<u64>,
-    /// Match until_regex against the terminal screen as rendered now
-    /// (pty processes; rows joined by "\n", trailing spaces removed)
-    /// instead of the raw output.
-    #[serde(default)]
-    pub screen: bool,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessWaitOutput {
-    #[serde(flatten)]
-    pub status: ProcessStatus,
-    /// Why the wait ended: matched, exited or timeout.
-    pub reason: String,
-    /// The text the regex matched.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub matched: Option<String>,
-    /// The last lines of output.
-    pub tail: String,
-    pub waited_ms: u64,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessInputArgs {
-    /// Process id from run_command.
-    pub id: String,
-    /// Text to write to its stdin exactly as given (add "\n" to end a line).
-    #[serde(default)]
-    pub data: String,
-    /// Keys sent after data (pty only): Enter, Tab, Escape, Backspace, Up,
-    /// Down, Left, Right, Home, End, PageUp, PageDown, F1, C-c, M-x...
-    #[serde(default)]
-    pub keys: Vec<String>,
-    /// Close stdin afterwards (end of input).
-    #[serde(default)]
-    pub close_stdin: bool,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessInputOutput {
-    pub id: String,
-    pub bytes_written: usize,
-    pub stdin_closed: bool,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessKillArgs {
-    /// Process id from run_command.
-    pub id: String,
-    /// TERM (default), KILL, INT, HUP, QUIT, USR1, USR2, STOP or CONT.
-    #[serde(default = "default_signal")]
-    pub signal: String,
-}
-
-fn default_signal() -> String {
-    "TERM".to_owned()
-}
-
 /// Default and largest page of process_list.
 const DEFAULT_LIST_LIMIT: usize = 50;
 const MAX_LIST_LIMIT: usize = 200;
-
-/// Which processes process_list shows.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ListStatus {
-    #[default]
-    All,
-    Running,
-    Finished,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessListArgs {
-    /// Which processes: "all" (default), "running" or "finished".
-    #[serde(default)]
-    pub status: ListStatus,
-    /// How many matching processes to skip, oldest first; pass the previous
-    /// call's next_offset to get the next page.
-    #[serde(default)]
-    pub offset: usize,
-    /// Most processes to return (default 50, max 200).
-    pub limit: Option<usize>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessListOutput {
-    pub processes: Vec<ProcessStatus>,
-    /// How many processes match the status filter, across all pages.
-    pub total: usize,
-    /// Pass as `offset` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_offset: Option<usize>,
-}
 
 fn status(job: &Job) -> ProcessStatus {
     let exit = job.exit();

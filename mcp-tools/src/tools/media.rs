@@ -11,16 +11,15 @@ use std::io::{Cursor, Read};
 
 use base64::Engine as _;
 use rmcp::model::{CallToolResult, ContentBlock};
-use schemars::JsonSchema;
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::ToolContext;
-use super::files::{ReadFileArgs, ReadFileOutput, hex};
+use super::files::hex;
 use crate::error::ToolError;
 use crate::output::strip_ansi;
 use crate::workspace::{WorkspacePath, op_error};
+use mcp_tools_contract::files::{ImageInfo, NotebookInfo, ReadFileArgs, ReadFileOutput};
 
 /// Widest or tallest image decoded, in pixels.
 const MAX_DECODE_SIDE: u32 = 20_000;
@@ -37,28 +36,6 @@ pub struct ImageLimits {
     pub max_bytes: u64,
     /// Longest side of an image returned, in pixels; larger ones are scaled.
     pub max_side: u32,
-}
-
-/// The image returned: its type, size in pixels and bytes.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct ImageInfo {
-    pub mime_type: String,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: usize,
-    /// Scaled down from the original size.
-    pub scaled: bool,
-    pub original_width: u32,
-    pub original_height: u32,
-}
-
-/// A notebook's cell count, and its output images returned and left out
-/// (over the cap).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct NotebookInfo {
-    pub cells: usize,
-    pub images: usize,
-    pub images_left_out: usize,
 }
 
 /// An image ready to return.

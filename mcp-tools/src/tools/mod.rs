@@ -210,13 +210,17 @@ impl Tools {
 
 /// Shapes a tool's schemas for the clients that read them: the input
 /// schema made portable ([`arguments::portable_schema`]: one JSON type per
-/// parameter, no references). The output schema keeps its structure and
+/// parameter, no references), without a description of its own. The output schema keeps its structure and
 /// types, for clients that validate `structuredContent`, and loses what
 /// only words are for (`description`, `minimum`, integer `format`,
 /// `$schema`): models do not read it, and tools/list stays small (under
 /// 24 KB) for the clients that send all of it on every turn.
 fn compact(mut tool: Tool) -> Tool {
-    tool.input_schema = Arc::new(arguments::portable_schema(&tool.input_schema));
+    let mut input = arguments::portable_schema(&tool.input_schema);
+    // The arguments type's own doc is for programmers; the tool's
+    // description is what a model reads about the whole call.
+    input.remove("description");
+    tool.input_schema = Arc::new(input);
     tool.output_schema = tool.output_schema.as_ref().map(|schema| {
         let mut schema = (**schema).clone();
         schema.remove("$schema");

@@ -6,52 +6,14 @@ use std::sync::Arc;
 
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use super::{Tools, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::process::Job;
 use crate::pty::{TermSize, Terminal};
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessScreenArgs {
-    /// Id of a pty process.
-    pub id: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessScreenOutput {
-    pub id: String,
-    pub running: bool,
-    /// Top to bottom, trailing blanks removed.
-    pub rows: Vec<String>,
-    pub cols: u32,
-    pub height: u32,
-    /// 1-based.
-    pub cursor_row: u32,
-    pub cursor_col: u32,
-    pub cursor_visible: bool,
-    /// A full-screen program (editor, pager) is showing.
-    pub alternate_screen: bool,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-pub struct ProcessResizeArgs {
-    /// Id of a pty process.
-    pub id: String,
-    /// New width in columns (1-1000).
-    pub cols: u16,
-    /// New height in rows (1-500).
-    pub rows: u16,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ProcessResizeOutput {
-    pub id: String,
-    pub cols: u32,
-    pub rows: u32,
-}
+use mcp_tools_contract::process::{
+    ProcessResizeArgs, ProcessResizeOutput, ProcessScreenArgs, ProcessScreenOutput,
+};
 
 impl Tools {
     fn terminal(&self, id: &str) -> Result<(Arc<Job>, Arc<Terminal>), ToolError> {
