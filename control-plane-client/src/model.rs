@@ -275,6 +275,73 @@ pub struct HealthResponse {
     /// Which protections hold for new sandboxes, by name (`filesystem`,
     /// `network`, `user`, `cgroups`, `quota`); a missing one is `false`.
     pub protections: std::collections::BTreeMap<String, bool>,
+    /// What system a new sandbox sees as `/` when create names no template:
+    /// e.g. `template "default" (Debian bookworm, 14 packages)`, or a note
+    /// that it is this machine's own system, read-only.
+    #[serde(default)]
+    pub environment: String,
+}
+
+/// A local template: a Debian root filesystem that sandboxes run on as `/`
+/// (`GET /templates`, and the end of a build).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TemplateInfo {
+    /// Its name, the `template_id` a create gives.
+    pub name: String,
+    /// The Debian release it was built from, e.g. `bookworm`.
+    pub release: String,
+    /// The packages asked for (their dependencies come too).
+    pub packages: Vec<String>,
+    /// Whether it carries code-server, the editor behind `vscode_url`.
+    #[serde(default)]
+    pub vscode: bool,
+    /// When its build finished, RFC 3339 (UTC).
+    pub created_at: String,
+    /// Bytes its files take.
+    pub size_bytes: u64,
+    /// Seconds its build took, downloads included.
+    pub build_secs: u64,
+    /// Whether it is the one a create without `template_id` gets.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// Answer of `GET /templates`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TemplateList {
+    /// Every built template, by name.
+    pub templates: Vec<TemplateInfo>,
+}
+
+/// `POST /templates`: build a template.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BuildTemplateRequest {
+    /// Its name: 1 to 64 lowercase letters, digits, `-`, `_` and `.`,
+    /// starting with a letter or a digit.
+    pub name: String,
+    /// Debian packages to install; absent: the sandbox environment's own
+    /// list (`sandbox-template/packages.txt`).
+    #[serde(default)]
+    pub packages: Option<Vec<String>>,
+}
+
+/// One line of the answer of `POST /templates`, which streams as
+/// newline-delimited JSON (`application/x-ndjson`) while the build runs:
+/// `log` lines, then exactly one `template` (built) or `error` (failed; no
+/// template is left behind).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum BuildEvent {
+    /// A line of the build's output (mmdebstrap and apt).
+    Log(String),
+    /// The build succeeded: the new template.
+    Template(TemplateInfo),
+    /// The build failed, with the same body as any error answer.
+    Error(ErrorBody),
 }
 
 /// `GET /sandboxes/{id}/metrics`: what a running sandbox uses now. A

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use crate::error::StartError;
+use crate::ids::TemplateName;
 use crate::provider::local::UidRange;
 use crate::public_url::PublicUrl;
 
@@ -207,6 +208,66 @@ pub struct LocalConfig {
         default_value_t = 102_400
     )]
     pub max_disk_size_mb: u64,
+
+    /// The local template a create without template_id runs on as `/`, or
+    /// `none` to run sandboxes on this machine's own system (read-only).
+    /// Build it with `control-plane template build NAME`, or pass
+    /// --build-default-template.
+    #[arg(
+        long,
+        env = "CONTROL_PLANE_DEFAULT_TEMPLATE",
+        default_value = "default",
+        value_parser = parse_default_template
+    )]
+    pub default_template: DefaultTemplate,
+
+    /// Build the default template (from sandbox-template/packages.txt) at
+    /// start if it is not built yet, showing mmdebstrap's progress, before
+    /// serving. Later starts reuse it.
+    #[arg(long, env = "CONTROL_PLANE_BUILD_DEFAULT_TEMPLATE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub build_default_template: bool,
+
+    /// Folder of the local templates. Default: DATA_DIR/templates.
+    #[arg(long, env = "CONTROL_PLANE_TEMPLATES_DIR")]
+    pub templates_dir: Option<PathBuf>,
+
+    /// apt's download cache for template builds, shared by every build that
+    /// names it (they take turns). Default: TEMPLATES_DIR/.apt-cache.
+    #[arg(long, env = "CONTROL_PLANE_TEMPLATE_APT_CACHE")]
+    pub template_apt_cache: Option<PathBuf>,
+
+    /// The statically linked mcp-tools that sandboxes on a template run (the
+    /// template has its own libc). Default: --mcp-tools-bin if it is static,
+    /// else TARGET/x86_64-unknown-linux-musl/release/mcp-tools beside this
+    /// binary's TARGET/<profile>/ folder.
+    #[arg(long, env = "MCP_TOOLS_STATIC_BIN")]
+    pub template_mcp_tools_bin: Option<PathBuf>,
+}
+
+/// `--default-template`: a template's name, or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultTemplate {
+    /// Sandboxes see this machine's system, read-only.
+    None,
+    /// Sandboxes run on this template.
+    Named(TemplateName),
+}
+
+impl DefaultTemplate {
+    /// The template's name, if there is one.
+    pub fn name(&self) -> Option<&TemplateName> {
+        match self {
+            DefaultTemplate::None => None,
+            DefaultTemplate::Named(n) => Some(n),
+        }
+    }
+}
+
+fn parse_default_template(s: &str) -> Result<DefaultTemplate, String> {
+    match s {
+        "none" => Ok(DefaultTemplate::None),
+        name => TemplateName::parse(name).map(DefaultTemplate::Named),
+    }
 }
 
 /// What one client connection may take. Once a request's headers are in, its

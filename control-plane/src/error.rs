@@ -22,6 +22,22 @@ pub enum Error {
         /// The user the key is bound to.
         user: String,
     },
+    /// Only a key bound to no user may do this (build or delete templates).
+    #[error("only an API key bound to no user may {action}; this one is bound to user {user:?}")]
+    NotAdmin {
+        /// What was asked, e.g. `build templates`.
+        action: &'static str,
+        /// The user the key is bound to.
+        user: String,
+    },
+    /// No local template of that name is built.
+    #[error(
+        "no template {name:?} is built here; `control-plane template list` shows the built ones"
+    )]
+    TemplateNotFound {
+        /// The name as asked.
+        name: String,
+    },
     /// No such sandbox, or one this caller may not see (the two look alike,
     /// so a key cannot learn that another user's sandbox exists).
     #[error("sandbox {id:?} not found")]

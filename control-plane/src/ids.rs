@@ -1,5 +1,6 @@
 //! Names of sandboxes: the control plane's own ([`SandboxId`]) and the
-//! provider's ([`ProviderId`]). Both are parsed once, where they enter (an
+//! provider's ([`ProviderId`]); and of local templates ([`TemplateName`]).
+//! Each is parsed once, where they enter (an
 //! HTTP request, a database row, a provider's answer), so everything past
 //! that point may put them in paths and URLs without checking again.
 
@@ -88,6 +89,54 @@ impl fmt::Display for ProviderId {
     }
 }
 
+/// The name of a local template, e.g. `default` or `py-node.2`: 1 to 64
+/// lowercase ASCII letters, digits, `-`, `_` and `.`, starting with a letter
+/// or a digit (so never `.`, `..` or a hidden folder), and not `none`
+/// (which means "no template" in the configuration). A path component as it is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TemplateName(String);
+
+impl TemplateName {
+    /// `s` as a template name, or an error saying what a name may be.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let valid = s.len() <= MAX_ID_LEN
+            && s.as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            })
+            && s != "none";
+        if valid {
+            Ok(TemplateName(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not a template name: use 1 to {MAX_ID_LEN} lowercase letters, digits, \
+                 '-', '_' and '.', starting with a letter or a digit (and not \"none\")"
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for TemplateName {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        TemplateName::parse(s)
+    }
+}
+
+impl fmt::Display for TemplateName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,6 +159,27 @@ mod tests {
         }
         assert_eq!(SandboxId::parse("sb-00ff").unwrap().as_str(), "sb-00ff");
         assert_eq!(ProviderId::parse("i5x7q2").unwrap().as_str(), "i5x7q2");
+    }
+
+    #[test]
+    fn template_names_are_plain_path_components() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "A",
+            "a b",
+            "none",
+            "-x",
+            &"a".repeat(65),
+        ] {
+            assert!(TemplateName::parse(bad).is_err(), "{bad:?}");
+        }
+        for good in ["default", "py-node.2", "0_x", &"a".repeat(64)] {
+            assert_eq!(TemplateName::parse(good).unwrap().as_str(), good);
+        }
     }
 
     #[test]

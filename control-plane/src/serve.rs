@@ -68,6 +68,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), StartError> {
     }
     let provider = provider::build(&config, &public_url).await?;
     tracing::info!("{}", provider.describe());
+    let environment = provider.environment();
+    if !environment.is_empty() {
+        tracing::info!("sandbox environment: {environment}");
+    }
     let sandboxes = Arc::new(Sandboxes::new(&config, store, provider));
     sandboxes.recover().await?;
 

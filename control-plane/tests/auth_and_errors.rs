@@ -328,6 +328,7 @@ fn api_keys_never_reach_the_log() {
         .arg("--mcp-tools-bin")
         .arg(common::mcp_tools_bin())
         .env("CONTROL_PLANE_API_KEYS", format!("{KEY_ALICE}:alice"))
+        .env("CONTROL_PLANE_DEFAULT_TEMPLATE", "none")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();

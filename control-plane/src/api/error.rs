@@ -44,8 +44,10 @@ impl ApiError {
 pub fn status_and_code(e: &Error) -> (StatusCode, &'static str) {
     match e {
         Error::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_request"),
-        Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
-        Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+        Error::Forbidden { .. } | Error::NotAdmin { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+        Error::NotFound { .. } | Error::TemplateNotFound { .. } => {
+            (StatusCode::NOT_FOUND, "not_found")
+        }
         Error::WrongState { .. } | Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
         Error::Gone { .. } => (StatusCode::GONE, "gone"),
         Error::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),

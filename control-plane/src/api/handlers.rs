@@ -48,6 +48,7 @@ pub async fn health(State(state): State<AppState>) -> Json<HealthResponse> {
             .into_iter()
             .map(|(name, holds)| (name.to_string(), holds))
             .collect(),
+        environment: state.sandboxes.provider().environment(),
     })
 }
 

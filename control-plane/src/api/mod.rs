@@ -20,6 +20,7 @@ use crate::sandboxes::{Caller, Sandboxes};
 pub mod error;
 pub mod forward;
 pub mod handlers;
+pub mod templates;
 
 pub use error::ApiError;
 
@@ -53,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .route("/sandboxes/{id}/pause", post(handlers::pause))
         .route("/sandboxes/{id}/resume", post(handlers::resume))
         .route("/sandboxes/{id}/metrics", get(handlers::metrics))
+        .route("/templates", get(templates::list).post(templates::build))
+        .route("/templates/{name}", delete(templates::delete))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/health", get(handlers::health))
@@ -166,6 +169,9 @@ where
         handlers::pause,
         handlers::resume,
         handlers::metrics,
+        templates::list,
+        templates::build,
+        templates::delete,
     )
 )]
 struct ApiDoc;

@@ -14,7 +14,7 @@ pub struct CreateArgs {
     #[arg(long)]
     pub user: Option<String>,
     /// Template to create it from (the provider's default when left out;
-    /// the local provider has only `default`).
+    /// `control-plane template list` shows the local ones).
     #[arg(long)]
     pub template: Option<String>,
     /// Label as KEY=VALUE; repeatable.

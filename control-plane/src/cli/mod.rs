@@ -4,8 +4,8 @@
 //! One module per command group, named for it: [`create`], [`list`],
 //! [`status`] (`status`, `stats`), [`exec`], [`files`] (`read`, `write`),
 //! [`lifecycle`] (`pause`, `resume`, `connect`, `timeout`, `delete`),
-//! [`mcp_config`] (`mcp-config`, `expose-port`); [`output`] holds what they
-//! share for printing.
+//! [`mcp_config`] (`mcp-config`, `expose-port`), [`template`] (`template
+//! build`, `list`, `delete`); [`output`] holds what they share for printing.
 
 mod create;
 mod exec;
@@ -15,6 +15,7 @@ mod list;
 mod mcp_config;
 mod output;
 mod status;
+mod template;
 
 use clap::{Parser, Subcommand};
 
@@ -25,6 +26,7 @@ pub use create::CreateArgs;
 pub use exec::ExecArgs;
 pub use list::ListArgs;
 pub use mcp_config::McpFormat;
+pub use template::{TemplateBuildArgs, TemplateCommand};
 
 /// Sandboxes for AI agents: create them, run commands in them, and connect
 /// MCP clients (Claude Code, any agent) to them.
@@ -142,6 +144,9 @@ pub enum Command {
         /// Sandbox id.
         id: String,
     },
+    /// Build, list and delete the local templates sandboxes run on.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Print how to connect an MCP client to the sandbox.
     McpConfig {
         /// Sandbox id.
@@ -206,6 +211,7 @@ async fn client_command(client: &Client, command: Command) -> Result<i32, CliErr
         Command::McpConfig { id, name, format } => {
             mcp_config::mcp_config(client, &id, &name, format).await?
         }
+        Command::Template(command) => template::template(client, command).await?,
     }
     Ok(0)
 }

@@ -13,8 +13,8 @@ use async_trait::async_trait;
 
 use crate::config::{ProviderKind, ServeConfig};
 use crate::error::{Error, Result, StartError};
-use crate::ids::{ProviderId, SandboxId};
-use crate::model::SandboxState;
+use crate::ids::{ProviderId, SandboxId, TemplateName};
+use crate::model::{SandboxState, TemplateInfo};
 use crate::public_url::PublicUrl;
 
 pub mod e2b;
@@ -180,6 +180,21 @@ pub struct Listed {
     pub ends_at: Option<i64>,
 }
 
+/// Where a template build sends its output, a line at a time, as it comes
+/// (see [`Provider::build_template`]). Sends fail once nobody listens any
+/// more; the build goes on.
+pub type BuildLog = tokio::sync::mpsc::UnboundedSender<String>;
+
+/// What `POST /templates` asks a provider to build.
+#[derive(Debug, Clone)]
+pub struct TemplateSpec {
+    /// The new template's name.
+    pub name: TemplateName,
+    /// Debian packages to install; `None`: the sandbox environment's list
+    /// (`sandbox-template/packages.txt`).
+    pub packages: Option<Vec<String>>,
+}
+
 /// Port whose URL is reported as `vscode_url`, as in the original server.
 pub const VSCODE_PORT: u16 = 9000;
 
@@ -199,6 +214,30 @@ pub trait Provider: Send + Sync {
     /// each holds (shown by `/health`); empty when the provider does not say.
     fn protections(&self) -> Vec<(&'static str, bool)> {
         Vec::new()
+    }
+
+    /// What system a new sandbox sees when create names no template, for
+    /// `/health` (empty when the provider does not say).
+    fn environment(&self) -> String {
+        String::new()
+    }
+
+    /// The templates this provider can create sandboxes from.
+    async fn templates(&self) -> Result<Vec<TemplateInfo>> {
+        Err(self.unsupported("templates"))
+    }
+
+    /// Builds a template, sending its output to `log`, and answers it once
+    /// built. A failed build leaves nothing behind.
+    async fn build_template(&self, spec: TemplateSpec, log: BuildLog) -> Result<TemplateInfo> {
+        let _ = (spec, log);
+        Err(self.unsupported("building templates"))
+    }
+
+    /// Removes a template. Refused ([`Error::Conflict`]) while a sandbox uses it.
+    async fn delete_template(&self, name: &TemplateName) -> Result<()> {
+        let _ = name;
+        Err(self.unsupported("deleting templates"))
     }
 
     /// Starts a new sandbox and waits until its MCP endpoint answers.

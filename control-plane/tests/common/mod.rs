@@ -24,6 +24,116 @@ pub fn mcp_tools_bin() -> PathBuf {
     bin
 }
 
+/// The cargo target folder these tests were built in.
+pub fn target_dir() -> PathBuf {
+    let cp = Path::new(env!("CARGO_BIN_EXE_control-plane"));
+    cp.parent()
+        .and_then(Path::parent)
+        .expect("the binary is in <target>/<profile>/")
+        .to_path_buf()
+}
+
+/// The static mcp-tools that sandboxes on a template run, as
+/// `scripts/test.sh` builds it; `None` (with a [`skip`]) when it is not built.
+pub fn static_mcp_tools_bin() -> Option<PathBuf> {
+    let bin = target_dir().join("x86_64-unknown-linux-musl/release/mcp-tools");
+    if bin.is_file() {
+        Some(bin)
+    } else {
+        skip(&format!(
+            "{} is not built (cargo build --release --target x86_64-unknown-linux-musl -p mcp-tools)",
+            bin.display()
+        ));
+        None
+    }
+}
+
+/// apt's download cache for template builds: the one
+/// `sandbox-template/build-rootfs.sh` uses by default, so the template
+/// image tests and these share their downloads (builds take turns).
+pub fn template_apt_cache() -> PathBuf {
+    target_dir().join("sandbox-template-build/apt-archives")
+}
+
+/// The packages of the small template the tests build once and share.
+pub const MINIMAL_PACKAGES: &[&str] = &["python-is-python3", "nodejs"];
+
+/// The folder of the small template shared by the tests of a run (and
+/// later runs, while its package list is the same).
+pub fn shared_templates_dir() -> PathBuf {
+    target_dir().join("test-templates")
+}
+
+/// Options of a control plane whose default template is the shared small
+/// one, `minimal` (built first if needed, through the CLI of a control
+/// plane started for that); `None` when this machine cannot build or run it
+/// (a [`skip`] says why).
+pub fn on_minimal_template() -> Option<Options> {
+    if !bwrap_works() {
+        skip("bubblewrap cannot make its namespaces here");
+        return None;
+    }
+    if Command::new("mmdebstrap")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        skip("mmdebstrap is not installed");
+        return None;
+    }
+    let static_bin = static_mcp_tools_bin()?;
+    let dir = shared_templates_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let opts = Options {
+        extra_args: vec![
+            "--templates-dir".into(),
+            dir.display().to_string(),
+            "--template-apt-cache".into(),
+            template_apt_cache().display().to_string(),
+            "--template-mcp-tools-bin".into(),
+            static_bin.display().to_string(),
+        ],
+        env: vec![("CONTROL_PLANE_DEFAULT_TEMPLATE".into(), "minimal".into())],
+        ..Options::default()
+    };
+    // One test of the run builds it; the others wait here for it.
+    let lock = std::fs::File::create(target_dir().join("test-templates.lock")).unwrap();
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock(2) on a descriptor we own; released when `lock` closes.
+        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        assert_eq!(rc, 0, "lock the shared templates");
+    }
+    let manifest = dir.join("minimal/template.json");
+    let built: Option<Value> = std::fs::read(&manifest)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let wanted: Vec<Value> = MINIMAL_PACKAGES.iter().map(|p| json!(p)).collect();
+    if built.as_ref().and_then(|m| m["packages"].as_array()) != Some(&wanted) {
+        let server = Server::start_with(opts.clone());
+        if built.is_some() {
+            let out = server.cli(&["template", "delete", "minimal"]);
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let mut args = vec!["template", "build", "minimal"];
+        for p in MINIMAL_PACKAGES {
+            args.extend(["--package", p]);
+        }
+        let out = server.cli(&args);
+        assert!(
+            out.status.success(),
+            "building the minimal template failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    drop(lock);
+    Some(opts)
+}
+
 /// Options of one control-plane start.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -97,6 +207,10 @@ impl Server {
             .args(&self.opts.extra_args)
             .env_remove("CONTROL_PLANE_API_KEYS")
             .env_remove("CONTROL_PLANE_HOST")
+            // Sandboxes on this machine's system unless a test names a
+            // template (tests/templates.rs): most tests are about the
+            // control plane, not the environment.
+            .env("CONTROL_PLANE_DEFAULT_TEMPLATE", "none")
             .env("CONTROL_PLANE_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -199,6 +313,17 @@ impl Server {
     }
 
     /// GET; returns (status, body as JSON or Null).
+    /// Runs the CLI against this control plane (with [`Server::key`]).
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_control-plane"));
+        cmd.arg("--url").arg(&self.url).args(args);
+        match &self.key {
+            Some(key) => cmd.env("CONTROL_PLANE_API_KEY", key),
+            None => cmd.env_remove("CONTROL_PLANE_API_KEY"),
+        };
+        cmd.stdin(Stdio::null()).output().expect("run the CLI")
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         send(self.req(reqwest::Method::GET, path)).await
     }

@@ -30,6 +30,18 @@ pub const SOCKET_INSIDE: &str = "/run/mcp-tools/mcp.sock";
 /// The file mcp-tools writes once its socket is ready (its `--addr-file`).
 pub const READY_INSIDE: &str = "/run/mcp-tools/ready";
 
+/// The workspace inside a sandbox on a template, as on E2B.
+pub const WORKSPACE_IN_TEMPLATE: &str = "/home/user";
+
+/// mcp-tools' job logs inside a sandbox on a template.
+const STATE_IN_TEMPLATE: &str = "/run/mcp-tools-state";
+
+/// Where the (static) mcp-tools is bound inside a sandbox on a template.
+const MCP_TOOLS_IN_TEMPLATE: &str = "/run/mcp-tools-bin/mcp-tools";
+
+/// `PATH` inside a sandbox on a template (Debian's default).
+pub const PATH_IN_TEMPLATE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Longest `--info-fd` answer read (bubblewrap's is about 200 bytes).
 const INFO_MAX: usize = 4096;
 
@@ -64,12 +76,27 @@ impl Layout {
     }
 }
 
+/// A template a sandbox runs on: its root filesystem becomes `/`.
+#[derive(Debug, Clone)]
+pub struct TemplateRoot {
+    /// The template's root filesystem (bound read-only at `/`).
+    pub root: PathBuf,
+    /// The template's `/etc/passwd` plus the sandbox's user (`user`, its
+    /// uid, home `/home/user`), bound over `/etc/passwd`.
+    pub passwd: PathBuf,
+    /// The same for `/etc/group`.
+    pub group: PathBuf,
+}
+
 /// How one sandbox is started.
 #[derive(Debug)]
 pub struct Launch<'a> {
     pub layout: &'a Layout,
     pub bwrap: &'a Path,
+    /// mcp-tools on this machine: a static one when `template` is set.
     pub mcp_tools: &'a Path,
+    /// The template it runs on; `None`: this machine's system, read-only.
+    pub template: Option<&'a TemplateRoot>,
     /// `setpriv` and the host uid (= gid) that mcp-tools runs as, when the
     /// control plane is root.
     pub user: Option<(&'a Path, u32)>,
@@ -124,15 +151,10 @@ impl Launch<'_> {
                     "--",
                 ]);
         }
-        cmd.arg(self.mcp_tools)
+        cmd.arg(self.mcp_tools_inside())
             .args(self.mcp_tools_args())
             // The sandbox must not inherit this process's secrets (API keys).
             .env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("HOME", self.layout.workspace())
             .env("LANG", "C.UTF-8")
             .env("MCP_AUTH_TOKEN", self.token)
             .current_dir(self.layout.workspace())
@@ -142,6 +164,17 @@ impl Launch<'_> {
             // A process group of its own: a Ctrl-C on the control plane's
             // terminal reaches only the control plane (posix_spawn does this).
             .process_group(0);
+        match self.template {
+            Some(_) => {
+                cmd.env("PATH", PATH_IN_TEMPLATE)
+                    .env("HOME", WORKSPACE_IN_TEMPLATE)
+                    .env("USER", "user");
+            }
+            None => {
+                cmd.env("PATH", host_path_inside())
+                    .env("HOME", self.layout.workspace());
+            }
+        }
         let child = cmd.spawn().map_err(|e| {
             ProviderError::failed(format!("cannot start {}: {e}", self.bwrap.display()))
         })?;
@@ -168,7 +201,10 @@ impl Launch<'_> {
         let mut add = |items: &[&dyn AsRef<std::ffi::OsStr>]| {
             args.extend(items.iter().map(|p| p.as_ref().to_os_string()));
         };
-        add(&[&"--ro-bind", &"/", &"/"]);
+        match self.template {
+            Some(t) => add(&[&"--ro-bind", &t.root, &"/"]),
+            None => add(&[&"--ro-bind", &"/", &"/"]),
+        }
         // A /dev of its own: null, zero, full, random, urandom and tty, and a
         // new devpts instance (with its /dev/ptmx) for its terminals, which
         // shows neither the host's nor another sandbox's.
@@ -186,23 +222,39 @@ impl Launch<'_> {
             add(&[&"--size", &bytes.to_string()]);
         }
         add(&[&"--tmpfs", &"/tmp"]);
-        for hidden in ["/root", "/home", "/run", "/sys/fs/cgroup"] {
-            if Path::new(hidden).exists() {
-                add(&[&"--tmpfs", &hidden]);
+        match self.template {
+            Some(t) => {
+                // The template's own /run and /home are empty; these hold
+                // the sandbox's folders, which the template cannot have.
+                add(&[&"--tmpfs", &"/run", &"--tmpfs", &"/home"]);
+                add(&[&"--bind", &workspace, &WORKSPACE_IN_TEMPLATE]);
+                add(&[&"--bind", &state, &STATE_IN_TEMPLATE]);
+                add(&[&"--bind", &run, &"/run/mcp-tools"]);
+                add(&[&"--ro-bind", &self.mcp_tools, &MCP_TOOLS_IN_TEMPLATE]);
+                add(&[&"--ro-bind", &t.passwd, &"/etc/passwd"]);
+                add(&[&"--ro-bind", &t.group, &"/etc/group"]);
+                add(&[&"--chdir", &WORKSPACE_IN_TEMPLATE]);
+            }
+            None => {
+                for hidden in ["/root", "/home", "/run", "/sys/fs/cgroup"] {
+                    if Path::new(hidden).exists() {
+                        add(&[&"--tmpfs", &hidden]);
+                    }
+                }
+                add(&[&"--tmpfs", &layout.data_dir]);
+                // Made here so that the sandbox's user may pass through it to its
+                // folders (bubblewrap would make it 0700, root's).
+                add(&[&"--perms", &"0755", &"--dir", &layout.dir]);
+                add(&[&"--bind", &workspace, &workspace]);
+                add(&[&"--bind", &state, &state]);
+                add(&[&"--bind", &run, &"/run/mcp-tools"]);
+                // The binary may live in a hidden folder (e.g. ~/.cargo/bin); keep it visible.
+                add(&[&"--ro-bind", &self.mcp_tools, &self.mcp_tools]);
             }
         }
-        add(&[&"--tmpfs", &layout.data_dir]);
-        // Made here so that the sandbox's user may pass through it to its
-        // folders (bubblewrap would make it 0700, root's).
-        add(&[&"--perms", &"0755", &"--dir", &layout.dir]);
-        add(&[&"--bind", &workspace, &workspace]);
-        add(&[&"--bind", &state, &state]);
-        add(&[&"--bind", &run, &"/run/mcp-tools"]);
         if let Some(resolv) = self.resolv_conf {
             add(&[&"--ro-bind", &resolv, &"/etc/resolv.conf"]);
         }
-        // The binary may live in a hidden folder (e.g. ~/.cargo/bin); keep it visible.
-        add(&[&"--ro-bind", &self.mcp_tools, &self.mcp_tools]);
         if self.user.is_none() {
             // Under its own user setpriv drops them itself, after it has used
             // the one it needs to become that user.
@@ -223,7 +275,22 @@ impl Launch<'_> {
         args
     }
 
+    /// Where the sandbox sees mcp-tools.
+    fn mcp_tools_inside(&self) -> &Path {
+        match self.template {
+            Some(_) => Path::new(MCP_TOOLS_IN_TEMPLATE),
+            None => self.mcp_tools,
+        }
+    }
+
     fn mcp_tools_args(&self) -> Vec<OsString> {
+        let (workspace, state) = match self.template {
+            Some(_) => (
+                PathBuf::from(WORKSPACE_IN_TEMPLATE),
+                PathBuf::from(STATE_IN_TEMPLATE),
+            ),
+            None => (self.layout.workspace(), self.layout.state()),
+        };
         vec![
             "--unix-socket".into(),
             SOCKET_INSIDE.into(),
@@ -231,14 +298,29 @@ impl Launch<'_> {
             "--addr-file".into(),
             READY_INSIDE.into(),
             "--workspace".into(),
-            self.layout.workspace().into(),
+            workspace.into(),
             "--state-dir".into(),
-            self.layout.state().into(),
+            state.into(),
             // Its log is kept for when a start fails; problems are enough.
             "--log-level".into(),
             "warn".into(),
         ]
     }
+}
+
+/// This machine's `PATH` as a sandbox on its system can use it: only the
+/// folders that exist and that the sandbox sees (not under the home folders
+/// or `/run`, which are hidden); Debian's default when none is left.
+pub fn host_path_inside() -> OsString {
+    let hidden = [Path::new("/root"), Path::new("/home"), Path::new("/run")];
+    let host = std::env::var_os("PATH").unwrap_or_default();
+    let kept: Vec<PathBuf> = std::env::split_paths(&host)
+        .filter(|d| d.is_absolute() && d.is_dir() && !hidden.iter().any(|h| d.starts_with(h)))
+        .collect();
+    if kept.is_empty() {
+        return PATH_IN_TEMPLATE.into();
+    }
+    std::env::join_paths(kept).unwrap_or_else(|_| PATH_IN_TEMPLATE.into())
 }
 
 /// The `child-pid` of bubblewrap's `--info-fd` answer.
@@ -318,6 +400,7 @@ mod tests {
             layout: &layout,
             bwrap: Path::new("/usr/bin/bwrap"),
             mcp_tools: Path::new("/opt/mcp-tools"),
+            template: None,
             user: None,
             resolv_conf: Some(Path::new("/data/sandboxes/resolv.conf")),
             tmp_bytes: Some(1024),
@@ -353,5 +436,60 @@ mod tests {
                 .unwrap()
         );
         assert!(joined.contains("--dev /dev --perms 01777 --size 512 --tmpfs /dev/shm"));
+    }
+
+    #[test]
+    fn a_sandbox_on_a_template_sees_its_root_and_nothing_of_the_host() {
+        let layout = Layout {
+            data_dir: PathBuf::from("/data"),
+            dir: PathBuf::from("/data/sandboxes/sb-1"),
+        };
+        let template = TemplateRoot {
+            root: PathBuf::from("/data/templates/default/root"),
+            passwd: PathBuf::from("/data/sandboxes/sb-1/passwd"),
+            group: PathBuf::from("/data/sandboxes/sb-1/group"),
+        };
+        let launch = Launch {
+            layout: &layout,
+            bwrap: Path::new("/usr/bin/bwrap"),
+            mcp_tools: Path::new("/opt/static/mcp-tools"),
+            template: Some(&template),
+            user: None,
+            resolv_conf: None,
+            tmp_bytes: None,
+            token: "t",
+            log: tempfile::tempfile().unwrap(),
+        };
+        let joined = launch
+            .bwrap_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.starts_with("--ro-bind /data/templates/default/root / "),
+            "{joined}"
+        );
+        for expected in [
+            "--bind /data/sandboxes/sb-1/workspace /home/user",
+            "--ro-bind /opt/static/mcp-tools /run/mcp-tools-bin/mcp-tools",
+            "--ro-bind /data/sandboxes/sb-1/passwd /etc/passwd",
+            "--chdir /home/user",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "{expected:?} missing in {joined}"
+            );
+        }
+        assert!(!joined.contains("--ro-bind / /"), "{joined}");
+        let args: Vec<String> = launch
+            .mcp_tools_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        assert!(
+            args.join(" ").contains("--workspace /home/user"),
+            "{args:?}"
+        );
     }
 }

@@ -10,10 +10,18 @@
 //! <data>/sandboxes/<id>/pid         the process to stop, checked before signalling
 //! <data>/sandboxes/<id>/slirp.pid   its user-mode network, when it has internet access
 //! <data>/sandboxes/<id>/mcp-tools.log
+//! <data>/sandboxes/<id>/template    the template it runs on, if any
+//! <data>/sandboxes/<id>/passwd, group   that template's, plus the sandbox's user
 //! ```
 //!
-//! With bubblewrap a sandbox is a boundary: it sees the machine read-only,
-//! minus home folders, `/run` and the data folder, plus its own folders; it
+//! A sandbox runs on a local [`template`] (a Debian root filesystem, the
+//! default one unless create names another): it sees that root read-only as
+//! `/`, its workspace at `/home/user` as on E2B, and a writable `/tmp`; the
+//! static mcp-tools is bound in. With `--default-template none` it sees
+//! this machine's system instead.
+//!
+//! With bubblewrap a sandbox is a boundary: it sees its root read-only
+//! (on this machine's, minus home folders, `/run` and the data folder), plus its own folders; it
 //! has its own pid, IPC, UTS and network namespaces ([`network`]), its own
 //! host user when the control plane is root ([`identity`]), cgroup
 //! limits ([`cgroup`]) and a disk quota ([`quota`]). Clients reach its MCP server and ports only through
@@ -40,7 +48,9 @@ use super::{
 };
 use crate::config::{Isolation, LocalConfig};
 use crate::error::{Error, ProviderError, Result, StartError};
-use crate::ids::{ProviderId, SandboxId};
+use crate::ids::{ProviderId, SandboxId, TemplateName};
+use crate::model::TemplateInfo;
+use crate::provider::{BuildLog, TemplateSpec};
 use crate::public_url::PublicUrl;
 
 mod bwrap;
@@ -49,6 +59,7 @@ mod identity;
 mod network;
 mod procs;
 mod quota;
+pub mod template;
 
 pub use identity::UidRange;
 
@@ -59,7 +70,7 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What a sandbox was created with, kept in its record's `provider_data` so
 /// a resume gives it the same again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 struct Chosen {
     internet: bool,
     memory_mb: u64,
@@ -69,6 +80,10 @@ struct Chosen {
     /// before quotas existed).
     #[serde(default)]
     disk_size_mb: Option<u64>,
+    /// The template it runs on; `None` (and in records from before
+    /// templates): this machine's system.
+    #[serde(default)]
+    template: Option<String>,
 }
 
 impl Chosen {
@@ -115,6 +130,12 @@ pub struct LocalProvider {
     setpriv: Option<PathBuf>,
     protections: Protections,
     identities: identity::Identities,
+    /// The local templates.
+    templates: template::Templates,
+    /// The template of a create that names none.
+    default_template: Option<TemplateName>,
+    /// The static mcp-tools bound into sandboxes on a template, or why there is none.
+    static_mcp_tools: std::result::Result<PathBuf, String>,
     /// The nftables rules of sandboxes with internet access.
     firewall: String,
     /// Bound over `/etc/resolv.conf` in sandboxes with internet access.
@@ -150,6 +171,17 @@ impl LocalProvider {
             .canonicalize()
             .map_err(io("cannot use", data_dir))?;
         let mcp_tools = find_mcp_tools(config.mcp_tools_bin.as_deref())?;
+        let static_mcp_tools = find_static_mcp_tools(config, &mcp_tools);
+        let templates_dir = config
+            .templates_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("templates"));
+        let apt_cache = config
+            .template_apt_cache
+            .clone()
+            .unwrap_or_else(|| templates_dir.join(".apt-cache"));
+        let templates = template::Templates::open(&templates_dir, &apt_cache)
+            .map_err(io("cannot use the templates folder", &templates_dir))?;
         if config.default_memory_mb > config.max_memory_mb
             || config.default_cpu_count > config.max_cpu_count
             || config.default_process_limit > config.max_process_limit
@@ -204,10 +236,30 @@ impl LocalProvider {
                 "the local provider needs setsid (util-linux, or busybox) on PATH".into(),
             )
         })?;
+        let default_template = config.default_template.name().cloned();
+        if let Some(name) = &default_template
+            && templates.get(name).is_none()
+        {
+            if config.build_default_template {
+                build_at_start(&templates, name).await?;
+            } else {
+                tracing::warn!(
+                    "the default template {name} is not built: creates without template_id \
+                     fail until `control-plane template build {name}` (or start with \
+                     --build-default-template, or --default-template none)"
+                );
+            }
+        }
+        if let (Some(_), Err(why)) = (&default_template, &static_mcp_tools) {
+            tracing::warn!("sandboxes on a template cannot start: {why}");
+        }
         Ok(LocalProvider {
             data_dir,
             sandboxes_dir,
             mcp_tools,
+            templates,
+            default_template,
+            static_mcp_tools,
             bwrap,
             setsid,
             setpriv: if protections.user { setpriv } else { None },
@@ -243,7 +295,7 @@ impl LocalProvider {
 
     /// The settings of a new sandbox: what it asks for within the maxima,
     /// the defaults for the rest.
-    fn choose(&self, asked: &Settings) -> Result<Chosen> {
+    fn choose(&self, asked: &Settings, template: Option<TemplateName>) -> Result<Chosen> {
         let c = &self.config;
         let within = |name: &str, value: u64, max: u64| {
             if value == 0 || value > max {
@@ -302,7 +354,128 @@ impl LocalProvider {
                 (None, Ok(_)) if c.default_disk_size_mb > 0 => Some(c.default_disk_size_mb),
                 (None, _) => None,
             },
+            template: template.map(|t| t.to_string()),
         })
+    }
+
+    /// The template a create asking for `asked` runs on: `None` for this
+    /// machine's system. Errors when it is not built or cannot be used here.
+    fn resolve_template(&self, asked: Option<&str>) -> Result<Option<TemplateName>> {
+        let name = match asked {
+            None => match &self.default_template {
+                Some(name) => name.clone(),
+                None => return Ok(None),
+            },
+            // As before templates: "default" is whatever the default is.
+            Some("default") if self.default_template.is_none() => return Ok(None),
+            Some(asked) => TemplateName::parse(asked).map_err(Error::Invalid)?,
+        };
+        if self.templates.get(&name).is_none() {
+            return Err(Error::Invalid(
+                if Some(&name) == self.default_template.as_ref() {
+                    format!(
+                        "the default template {name} is not built yet: build it with \
+                         `control-plane template build {name}` (scripts/serve.sh builds it at \
+                         its first start), or start the control plane with \
+                         --default-template none to run sandboxes on this machine's system"
+                    )
+                } else {
+                    Error::TemplateNotFound {
+                        name: name.to_string(),
+                    }
+                    .to_string()
+                },
+            ));
+        }
+        self.template_usable()?;
+        Ok(Some(name))
+    }
+
+    /// Why sandboxes on a template cannot start here, if they cannot.
+    fn template_usable(&self) -> Result<()> {
+        if self.bwrap.is_none() {
+            return Err(Error::Invalid(
+                "sandboxes on a template need bubblewrap (apt-get install bubblewrap), \
+                 which does not work here; start with --default-template none"
+                    .into(),
+            ));
+        }
+        if let Err(why) = &self.static_mcp_tools {
+            return Err(ProviderError::refused(format!(
+                "sandboxes on a template cannot start: {why}"
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The root, passwd and group of a sandbox on template `name`, made for
+    /// its user `uid` (the control plane's own when it has none).
+    fn template_root(
+        &self,
+        layout: &bwrap::Layout,
+        name: &str,
+        uid: Option<u32>,
+    ) -> Result<bwrap::TemplateRoot> {
+        let name = TemplateName::parse(name).map_err(Error::Invalid)?;
+        let root = self.templates.root(&name);
+        if self.templates.get(&name).is_none() {
+            return Err(ProviderError::failed(format!(
+                "template {name} of this sandbox is gone (deleted?); build it again to resume"
+            ))
+            .into());
+        }
+        // SAFETY: geteuid(2) cannot fail and touches no memory.
+        let uid = uid.unwrap_or_else(|| unsafe { libc::geteuid() });
+        let failed = |e: std::io::Error| {
+            Error::Internal(format!("cannot write the sandbox's user files: {e}"))
+        };
+        let mut files = [
+            (
+                "passwd",
+                format!("user:x:{uid}:{uid}:user:/home/user:/bin/bash\n"),
+            ),
+            ("group", format!("user:x:{uid}:\n")),
+        ];
+        for (file, line) in &mut files {
+            let mut text =
+                std::fs::read_to_string(root.join("etc").join(*file)).unwrap_or_default();
+            let taken = text
+                .lines()
+                .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()));
+            if !taken {
+                if !text.is_empty() && !text.ends_with('\n') {
+                    text.push('\n');
+                }
+                text.push_str(line);
+            }
+            write_atomically(&layout.dir.join(*file), &text)?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(layout.dir.join(*file), PermissionsExt::from_mode(0o644))
+                .map_err(failed)?;
+        }
+        Ok(bwrap::TemplateRoot {
+            root,
+            passwd: layout.dir.join("passwd"),
+            group: layout.dir.join("group"),
+        })
+    }
+
+    /// The sandboxes whose folder says they run on template `name`.
+    fn sandboxes_on(&self, name: &TemplateName) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.sandboxes_dir) else {
+            return Vec::new();
+        };
+        let mut on: Vec<String> = entries
+            .flatten()
+            .filter(|e| {
+                std::fs::read_to_string(e.path().join("template"))
+                    .is_ok_and(|t| t.trim() == name.as_str())
+            })
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        on.sort();
+        on
     }
 
     /// What the provider reports of a running sandbox.
@@ -358,12 +531,22 @@ impl LocalProvider {
             .append(true)
             .open(layout.dir.join("mcp-tools.log"))
             .map_err(|e| failed("cannot open the log", e))?;
+        // Kept while the sandbox exists, so its template is not deleted under it.
+        match &chosen.template {
+            Some(name) => write_atomically(&layout.dir.join("template"), name)?,
+            None => {
+                let _ = std::fs::remove_file(layout.dir.join("template"));
+            }
+        }
 
         let started = match &self.bwrap {
             Some(bwrap) => {
                 self.start_isolated(id, token, chosen, &layout, bwrap, uid, log)
                     .await
             }
+            None if chosen.template.is_some() => Err(Error::Invalid(
+                "sandboxes on a template need bubblewrap, which does not work here".into(),
+            )),
             None => self.start_plain(id, token, &layout, log).await,
         };
         if let Err(e) = started {
@@ -400,10 +583,25 @@ impl LocalProvider {
             (Ok(tools), true) => Some(tools),
             _ => None,
         };
+        let template = match &chosen.template {
+            Some(name) => Some(self.template_root(layout, name, uid)?),
+            None => None,
+        };
+        let mcp_tools = match (&template, &self.static_mcp_tools) {
+            (None, _) => self.mcp_tools.as_path(),
+            (Some(_), Ok(bin)) => bin.as_path(),
+            (Some(_), Err(why)) => {
+                return Err(ProviderError::refused(format!(
+                    "sandboxes on a template cannot start: {why}"
+                ))
+                .into());
+            }
+        };
         let launch = bwrap::Launch {
             layout,
             bwrap: bwrap_bin,
-            mcp_tools: &self.mcp_tools,
+            mcp_tools,
+            template: template.as_ref(),
             user: match (&self.setpriv, uid) {
                 (Some(setpriv), Some(uid)) => Some((setpriv.as_path(), uid)),
                 _ => None,
@@ -824,6 +1022,60 @@ impl Provider for LocalProvider {
         line
     }
 
+    fn environment(&self) -> String {
+        match &self.default_template {
+            Some(name) => match self.templates.get(name) {
+                Some(m) => format!(
+                    "template {name} (Debian {}, {} packages, built {}): sandboxes see its \
+                     root read-only, their workspace at /home/user",
+                    m.release,
+                    m.packages.len(),
+                    m.created_at
+                ),
+                None => format!(
+                    "template {name}, NOT BUILT: creates without template_id fail until \
+                     `control-plane template build {name}`"
+                ),
+            },
+            None => "this machine's own system, read-only (--default-template none): what a \
+                     sandbox finds depends on this machine, not on the sandbox template"
+                .into(),
+        }
+    }
+
+    async fn templates(&self) -> Result<Vec<TemplateInfo>> {
+        Ok(self
+            .templates
+            .list()
+            .iter()
+            .map(|m| {
+                m.info(Some(m.name.as_str()) == self.default_template.as_ref().map(|n| n.as_str()))
+            })
+            .collect())
+    }
+
+    async fn build_template(&self, spec: TemplateSpec, log: BuildLog) -> Result<TemplateInfo> {
+        let build = template::BuildSpec {
+            packages: spec.packages.unwrap_or_else(template::environment_packages),
+            name: spec.name,
+        };
+        let built = self.templates.build(&build, &log).await?;
+        Ok(built.info(Some(&build.name) == self.default_template.as_ref()))
+    }
+
+    async fn delete_template(&self, name: &TemplateName) -> Result<()> {
+        let users = self.sandboxes_on(name);
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "template {name} is used by sandbox{} {}; delete {} first",
+                if users.len() == 1 { "" } else { "es" },
+                users.join(", "),
+                if users.len() == 1 { "it" } else { "them" }
+            )));
+        }
+        self.templates.delete(name).await
+    }
+
     fn protections(&self) -> Vec<(&'static str, bool)> {
         let p = &self.protections;
         vec![
@@ -837,14 +1089,8 @@ impl Provider for LocalProvider {
     }
 
     async fn create(&self, spec: &CreateSpec) -> Result<Running> {
-        if let Some(t) = &spec.template_id
-            && t != "default"
-        {
-            return Err(Error::Invalid(format!(
-                "the local provider has only the template \"default\", not {t:?}"
-            )));
-        }
-        let chosen = self.choose(&spec.settings)?;
+        let template = self.resolve_template(spec.template_id.as_deref())?;
+        let chosen = self.choose(&spec.settings, template)?;
         let started = self.start(&spec.sandbox_id, &spec.token, &chosen).await;
         if started.is_err() {
             let _ = remove_tree(&self.dir(&spec.sandbox_id));
@@ -865,7 +1111,7 @@ impl Provider for LocalProvider {
         // A sandbox from before these settings existed gets today's defaults.
         let chosen = match Chosen::of(sandbox) {
             Some(chosen) => chosen,
-            None => self.choose(&Settings::default())?,
+            None => self.choose(&Settings::default(), None)?,
         };
         // Whatever is left from before (e.g. adopted) goes first.
         self.stop(sandbox.id).await;
@@ -901,7 +1147,7 @@ impl Provider for LocalProvider {
         if self.live_pid(id).is_some() && healthy(&dir.join("mcp.sock")).await {
             let chosen = match Chosen::of(sandbox) {
                 Some(chosen) => chosen,
-                None => self.choose(&Settings::default())?,
+                None => self.choose(&Settings::default(), None)?,
             };
             return Ok(Inspection::Running(self.running(id, &chosen)));
         }
@@ -1041,6 +1287,105 @@ fn find_mcp_tools(configured: Option<&Path>) -> Result<PathBuf, StartError> {
          build it (cargo build -p mcp-tools) or pass --mcp-tools-bin / MCP_TOOLS_BIN"
             .into(),
     ))
+}
+
+/// The statically linked mcp-tools for sandboxes on a template: the
+/// configured one, else `mcp_tools` if it is static, else the musl release
+/// build in this binary's target folder; `Err` says why there is none.
+fn find_static_mcp_tools(
+    config: &LocalConfig,
+    mcp_tools: &Path,
+) -> std::result::Result<PathBuf, String> {
+    let musl = "x86_64-unknown-linux-musl/release/mcp-tools";
+    let candidate = match &config.template_mcp_tools_bin {
+        Some(p) => p.clone(),
+        None if is_static(mcp_tools) => return Ok(mcp_tools.to_path_buf()),
+        None => match std::env::current_exe()
+            .ok()
+            .and_then(|exe| Some(exe.parent()?.parent()?.join(musl)))
+        {
+            Some(p) if p.is_file() => p,
+            _ => {
+                return Err(format!(
+                    "{} is dynamically linked and no static build was found; build one \
+                     (rustup target add x86_64-unknown-linux-musl; cargo build --release \
+                     --target x86_64-unknown-linux-musl -p mcp-tools) and pass \
+                     --template-mcp-tools-bin",
+                    mcp_tools.display()
+                ));
+            }
+        },
+    };
+    let candidate = candidate
+        .canonicalize()
+        .map_err(|e| format!("--template-mcp-tools-bin {}: {e}", candidate.display()))?;
+    if !is_static(&candidate) {
+        return Err(format!(
+            "{} is not statically linked: a template has its own libc",
+            candidate.display()
+        ));
+    }
+    Ok(candidate)
+}
+
+/// True for an ELF executable with no program interpreter (`PT_INTERP`):
+/// one that needs no dynamic loader and no libc from its root.
+fn is_static(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4096];
+    let Ok(n) = std::fs::File::open(path).and_then(|mut f| f.read(&mut head)) else {
+        return false;
+    };
+    let head = &head[..n];
+    // ELF, 64-bit, little-endian (the only kind built here).
+    if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 || head[5] != 1 {
+        return false;
+    }
+    let u16_at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[0x20..0x28].try_into().unwrap_or_default()) as usize;
+    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+    const PT_INTERP: u32 = 3;
+    (0..phnum).all(|i| {
+        let at = phoff + i * phentsize;
+        head.get(at..at + 4)
+            .and_then(|b| b.try_into().ok())
+            .is_some_and(|b| u32::from_le_bytes(b) != PT_INTERP)
+    })
+}
+
+/// Builds the default template `name` before the control plane serves,
+/// with mmdebstrap's output on stderr.
+async fn build_at_start(
+    templates: &template::Templates,
+    name: &TemplateName,
+) -> Result<(), StartError> {
+    eprintln!(
+        "building the default template {name} into {} (once; later starts reuse it)",
+        templates.dir().display()
+    );
+    let (log, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let prefix = format!("[template {name}]");
+    let printer = tokio::spawn(async move {
+        while let Some(line) = lines.recv().await {
+            eprintln!("{prefix} {line}");
+        }
+    });
+    let spec = template::BuildSpec {
+        name: name.clone(),
+        packages: template::environment_packages(),
+    };
+    let built = templates.build(&spec, &log).await;
+    drop(log);
+    let _ = printer.await;
+    let m = built.map_err(|e| {
+        StartError::Config(format!("cannot build the default template {name}: {e}"))
+    })?;
+    eprintln!(
+        "template {name} built in {} s: {} MB",
+        m.build_secs,
+        m.size_bytes / 1_000_000
+    );
+    Ok(())
 }
 
 /// The program `name` in a folder of $PATH.
