@@ -15,28 +15,42 @@ use std::path::PathBuf;
 /// Why the server cannot run as the account it was given.
 #[derive(Debug, thiserror::Error)]
 pub enum AccountError {
+    /// No account has this name.
     #[error("no account named {0:?} in the user database (/etc/passwd)")]
     NotFound(String),
+    /// The name holds a NUL byte.
     #[error("invalid account name {0:?}")]
     InvalidName(String),
+    /// The user database could not be read.
     #[error("cannot look up the account {name:?}: {source}")]
     Lookup {
+        /// The account asked for.
         name: String,
+        /// Why `getpwnam_r` failed.
         source: std::io::Error,
     },
     #[error(
         "cannot run as {name:?} (uid {wanted}): this process runs as uid {current}, \
          and only root can switch accounts"
     )]
+    /// Only root can switch to another account.
     NotPermitted {
+        /// The account asked for.
         name: String,
+        /// Its user id.
         wanted: u32,
+        /// This process's effective user id.
         current: u32,
     },
     #[error("cannot switch to {name:?}: {step} failed: {source}")]
+    /// A system call of the switch failed.
     Switch {
+        /// The account asked for.
         name: String,
+        /// What failed: `initgroups`, `setresgid`, `setresuid` or
+        /// `dropping root`.
         step: &'static str,
+        /// Its error.
         source: std::io::Error,
     },
 }
@@ -44,9 +58,13 @@ pub enum AccountError {
 /// An entry of the user database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
+    /// Its login name.
     pub name: String,
+    /// Its user id.
     pub uid: u32,
+    /// Its primary group id.
     pub gid: u32,
+    /// Its home folder.
     pub home: PathBuf,
 }
 
@@ -61,6 +79,8 @@ impl Account {
             // strings it points to into buf, whose length we pass.
             let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
             let mut found: *mut libc::passwd = std::ptr::null_mut();
+            // SAFETY: c_name is a valid C string; entry, buf (with its
+            // length) and found are live for the call.
             let rc = unsafe {
                 libc::getpwnam_r(
                     c_name.as_ptr(),

@@ -14,12 +14,15 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mcp-tools", version, about, long_about)]
 pub struct Cli {
+    /// How to serve (the flags without a subcommand).
     #[command(flatten)]
     pub serve: ServeConfig,
+    /// Something other than serving, when given.
     #[command(subcommand)]
     pub command: Option<Command>,
 }
 
+/// The subcommands; without one, the server runs.
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check that a running server answers: exits 0 when GET /health says ok.
@@ -114,6 +117,7 @@ pub struct ServeConfig {
     #[arg(long, env = "MCP_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Limits on sessions, requests, jobs and output.
     #[command(flatten)]
     pub limits: LimitsConfig,
 }

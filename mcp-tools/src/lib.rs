@@ -2,22 +2,24 @@
 //! LLM agent file, search and process tools over streamable HTTP.
 //!
 //! The binary is thin: [`config::Cli`] parses flags, [`server::Server`]
-//! binds and serves, [`tools::Tools`] handles MCP. File tools go through
-//! [`workspace::Workspace`], which confines every path to the workspace.
+//! binds and serves, `tools::Tools` handles MCP. File tools go through
+//! `workspace::Workspace`, which confines every path to the workspace.
+//! Only what the binary and the tests use is public; the tools' arguments
+//! and results are public in `mcp-tools-contract`.
 
 pub mod account;
-pub mod auth;
+mod auth;
 pub mod config;
-pub mod error;
+mod error;
 pub mod health_check;
-pub mod jsonrpc;
+mod jsonrpc;
 pub mod orphan_reaper;
-pub mod output;
-pub mod patch;
-pub mod process;
-pub mod pty;
+mod output;
+mod patch;
+mod process;
+mod pty;
 pub mod server;
-pub mod sessions;
-pub mod text;
-pub mod tools;
-pub mod workspace;
+mod sessions;
+mod text;
+mod tools;
+mod workspace;

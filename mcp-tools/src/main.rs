@@ -1,3 +1,6 @@
+//! `mcp-tools`: parses the flags and runs the server (or `mcp-tools health`);
+//! everything else is in the library.
+
 use std::process::ExitCode;
 use std::time::Duration;
 

@@ -47,6 +47,7 @@ impl HeadTail {
     }
 
     /// Bytes seen in all.
+    #[cfg(test)]
     pub fn total(&self) -> u64 {
         self.total
     }

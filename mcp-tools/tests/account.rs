@@ -25,11 +25,8 @@ impl Drop for Running {
 
 fn assert_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "these tests start mcp-tools as root"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "these tests start mcp-tools as root");
 }
 
 #[tokio::test]

@@ -131,6 +131,7 @@ async fn skipped_entries_are_counted_and_explained() {
     std::fs::write(server.path("blob.bin"), b"needle\x00\x01").unwrap();
     write(&server.path("locked/secret.rs"), "needle\n");
     // Root reads everything; the unreadable case needs an ordinary user.
+    // SAFETY: geteuid has no preconditions.
     let root = unsafe { libc::geteuid() } == 0;
     if !root {
         use std::os::unix::fs::PermissionsExt;

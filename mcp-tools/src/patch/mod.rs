@@ -44,6 +44,7 @@ pub enum FileChange {
 
 impl FileChange {
     /// The path the operation starts from.
+    #[cfg(test)]
     pub fn path(&self) -> &str {
         match self {
             FileChange::Add { path, .. }
