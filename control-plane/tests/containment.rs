@@ -201,7 +201,6 @@ async fn a_sandbox_reaches_neither_this_machine_nor_its_lan_nor_other_sandboxes(
             "the control plane through the gateway",
         ),
         ("127.0.0.1", 8000, "sandbox b's server"),
-        ("169.254.169.254", 80, "link-local metadata"),
     ] {
         let r = s.run(&a, &try_connect(host, port)).await;
         assert!(
@@ -226,6 +225,13 @@ async fn a_sandbox_reaches_neither_this_machine_nor_its_lan_nor_other_sandboxes(
         }
         None => eprintln!("cannot make a network namespace here: LAN rule not tried"),
     }
+    // Link-local (cloud metadata), tried after the LAN: without the
+    // firewall the LAN check fails first, so no packet leaves for it.
+    let r = s.run(&a, &try_connect("169.254.169.254", 80)).await;
+    assert!(
+        stdout(&r).starts_with("REFUSED"),
+        "a reached link-local metadata: {r}"
+    );
 
     // Without internet access: loopback only.
     let (status, c) = s
@@ -269,13 +275,17 @@ async fn clients_reach_a_sandbox_only_through_the_control_plane() {
     let mcp_url = created["mcp_url"].as_str().unwrap();
     assert_eq!(mcp_url, format!("{}/sandboxes/{id}/mcp", s.url));
 
-    // The route needs the sandbox's token: checked before the sandbox sees it.
+    // The route needs the sandbox's token: checked before the sandbox sees
+    // it (the control plane's JSON error, not mcp-tools' own 401).
     for auth in [None, Some("Bearer wrong")] {
         let mut req = s.http.post(mcp_url).json(&json!({}));
         if let Some(auth) = auth {
             req = req.header("authorization", auth);
         }
-        assert_eq!(req.send().await.unwrap().status(), 401);
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     }
 
     // expose-port: a page served inside is reached on its own origin.
@@ -410,6 +420,21 @@ async fn limits_stop_fork_floods_and_memory_hogs_and_say_so() {
     assert!(m["oom_kills"].as_u64().unwrap() >= 1, "{m}");
     assert_eq!(m["mem_total"], 256u64 << 20);
     // Still usable.
+    assert_eq!(s.run(&hog, "echo alive").await["stdout"], "alive\n");
+
+    // /tmp holds half the memory limit: filling it is ENOSPC, not an OOM
+    // kill of everything in the sandbox (its pages count as memory).
+    let r = s
+        .run(
+            &hog,
+            "head -c 200000000 /dev/zero > /tmp/fill; echo rc=$?; rm -f /tmp/fill",
+        )
+        .await;
+    assert_eq!(stdout(&r), "rc=1\n", "{r}");
+    assert!(
+        r["stderr"].as_str().unwrap().contains("No space left"),
+        "{r}"
+    );
     assert_eq!(s.run(&hog, "echo alive").await["stdout"], "alive\n");
 
     // Limits are checked at create.
