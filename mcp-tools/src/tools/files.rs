@@ -1,8 +1,8 @@
 //! File tools: read_file, write_file, list_directory.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 
-use cap_std::fs::{OpenOptions, Permissions, PermissionsExt};
+use cap_std::fs::PermissionsExt;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
@@ -390,38 +390,10 @@ pub(crate) fn write_atomic(
     dir.create_dir_all(parent.rel())
         .map_err(|e| op_error("creating the folders of", path, e))?;
 
-    // A fixed-length name: a file name near the 255-byte limit must still
-    // have room for its temporary twin.
-    let tmp = parent
-        .rel()
-        .join(format!(".mcp-tools.{}.tmp", random_suffix()));
-    let write = || -> std::io::Result<()> {
-        let mut file = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
-        file.write_all(bytes)?;
-        if let Some(perms) = &existing {
-            file.set_permissions(perms.clone())?;
-        } else {
-            file.set_permissions(Permissions::from_mode(0o644))?;
-        }
-        file.sync_all()?;
-        dir.rename(&tmp, dir, path.rel())
-    };
-    write().map_err(|e| {
-        let _ = dir.remove_file(&tmp);
-        op_error("writing", path, e)
-    })?;
+    // A new file gets 0644; an existing one keeps its mode.
+    let mode = existing.as_ref().map_or(0o644, |p| p.mode());
+    atomic_file::write(dir, path.rel(), bytes, mode).map_err(|e| op_error("writing", path, e))?;
     Ok(existing.is_none())
-}
-
-pub(crate) fn random_suffix() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    format!("{:016x}", h.finish())
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -8,18 +8,17 @@
 //! without BOM, UTF-16 with BOM), line endings and mode.
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::PathBuf;
 
-use cap_std::fs::{OpenOptions, Permissions, PermissionsExt};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::files::{hex, random_suffix};
+use super::files::hex;
 use super::{ToolContext, Tools, blocking, schema, success};
 use crate::error::{ToolError, ToolResult};
 use crate::output::looks_binary;
@@ -425,18 +424,6 @@ fn write_temp(
     let parent = path.parent().unwrap_or_else(|| ws.root_path());
     dir.create_dir_all(parent.rel())
         .map_err(|e| op_error("creating the folders of", path, e))?;
-    let tmp = parent
-        .rel()
-        .join(format!(".mcp-tools.{}.tmp", random_suffix()));
-    let write = || -> std::io::Result<()> {
-        let mut file = dir.open_with(&tmp, OpenOptions::new().write(true).create_new(true))?;
-        file.write_all(bytes)?;
-        file.set_permissions(Permissions::from_mode(mode))?;
-        file.sync_all()
-    };
-    write().map_err(|e| {
-        let _ = dir.remove_file(&tmp);
-        op_error("writing", path, e)
-    })?;
-    Ok(tmp)
+    atomic_file::write_temp(dir, parent.rel(), bytes, mode)
+        .map_err(|e| op_error("writing", path, e))
 }

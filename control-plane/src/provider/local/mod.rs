@@ -1426,9 +1426,12 @@ fn make_dirs_writable(dir: &Path) {
     }
 }
 
+/// Writes one of a sandbox's own files (pid files, settings) whole or not
+/// at all, flushed to disk, mode 0644.
 fn write_atomically(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
+    let folder = path.parent().unwrap_or(Path::new("/"));
+    let name = Path::new(path.file_name().unwrap_or_default());
+    cap_std::fs::Dir::open_ambient_dir(folder, cap_std::ambient_authority())
+        .and_then(|dir| atomic_file::write(&dir, name, text.as_bytes(), 0o644))
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
 }
