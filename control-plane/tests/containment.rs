@@ -730,6 +730,12 @@ async fn a_disk_quota_stops_writes_and_spares_the_host() {
         .run(&b, "head -c 1000000 /dev/zero > f && wc -c < f")
         .await;
     assert_eq!(stdout(&r), "1000000\n", "{r}");
+    // Its quota is the default one (its image made ahead, as a spare).
+    let (_, m) = s.get(&format!("/sandboxes/{b}/metrics")).await;
+    assert_eq!(m["disk_total"], 10240u64 << 20, "{m}");
+    assert!(mounted_at(
+        &s.data_dir().join("sandboxes").join(&b).join("workspace")
+    ));
     let r = s
         .run(&a, "rm big && echo again > again.txt && cat again.txt")
         .await;

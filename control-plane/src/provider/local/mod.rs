@@ -211,7 +211,7 @@ impl LocalProvider {
                 (None, _) => Err("no bubblewrap".into()),
             },
             quota: match &bwrap {
-                Some(_) => quota::Quotas::detect(),
+                Some(_) => quota::Quotas::detect(&data_dir, config.default_disk_size_mb),
                 None => Err("no bubblewrap".into()),
             },
         };
@@ -223,6 +223,10 @@ impl LocalProvider {
                     missing.join("; ")
                 )));
             }
+        }
+        if let Ok(quotas) = &protections.quota {
+            // The first create need not wait for a mkfs.
+            quotas.refill();
         }
         let resolv_conf = data_dir.join("resolv.conf");
         std::fs::write(&resolv_conf, network::RESOLV_CONF)
