@@ -67,15 +67,19 @@ impl Quotas {
         let find = |name: &str| {
             super::network::find_program(name).ok_or_else(|| format!("{name} not found"))
         };
+        let spare_name = format!("spare-disk-{default_mb}.img");
+        // Spares of a former default size (or half made) would lie there for good.
+        for entry in std::fs::read_dir(data_dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("spare-disk-") && name != spare_name {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         Ok(Quotas {
             mkfs: find("mkfs.ext4")?,
             mount: find("mount")?,
-            spare: (default_mb > 0).then(|| {
-                (
-                    data_dir.join(format!("spare-disk-{default_mb}.img")),
-                    default_mb,
-                )
-            }),
+            spare: (default_mb > 0).then(|| (data_dir.join(spare_name), default_mb)),
             refilling: Arc::new(AtomicBool::new(false)),
         })
     }
