@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, Server, eventually};
+use common::{Options, Server, eventually, wipe_sandbox_dir};
 use serde_json::json;
 
 fn deleting() -> Server {
@@ -74,7 +74,7 @@ async fn expired_gone_sandboxes_are_deleted() {
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
     }
-    std::fs::remove_dir_all(s.data_dir().join("sandboxes").join(&id)).unwrap();
+    wipe_sandbox_dir(&s, &id);
     s.kill_and_restart();
     let (_, st) = s.get(&format!("/sandboxes/{id}/status")).await;
     assert_eq!(st["status"], "gone", "{st}");

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Options, Server, eventually};
+use common::{Options, Server, eventually, wipe_sandbox_dir};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -264,7 +264,7 @@ async fn a_sandbox_whose_process_died_is_paused_and_can_be_deleted() {
         "a dead sandbox should be reported paused"
     );
     // Its workspace disappears too: delete must still work.
-    std::fs::remove_dir_all(s.data_dir().join("sandboxes").join(&id)).unwrap();
+    wipe_sandbox_dir(&s, &id);
     let (status, body) = s.delete(&format!("/sandboxes/{id}")).await;
     assert_eq!(status, 200, "{body}");
 }

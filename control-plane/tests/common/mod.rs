@@ -461,6 +461,26 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Makes a sandbox's folder vanish as a reboot or a cleaner of the data
+/// folder would: what is mounted under it (its disk-quota workspace) is
+/// detached first, then every file is removed.
+pub fn wipe_sandbox_dir(s: &Server, id: &str) {
+    let dir = s.data_dir().join("sandboxes").join(id);
+    let mut mounts = mounts_under(&dir);
+    // Innermost first.
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.components().count()));
+    for m in mounts {
+        let out = Command::new("umount").arg("-l").arg(&m).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umount -l {}: {}",
+            m.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Polls `f` until it returns true or `timeout` passes.
 pub async fn eventually(timeout: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
