@@ -353,7 +353,9 @@ pub struct E2bConfig {
     #[arg(long, env = "E2B_AUTO_PAUSE", default_value_t = true, action = clap::ArgAction::Set)]
     pub e2b_auto_pause: bool,
 
-    /// The template runs code-server on port 9000: report its URL as vscode_url.
+    /// The template has code-server (built with INSTALL_CODE_SERVER=true):
+    /// start it in each sandbox on port 9000, with the sandbox's token as
+    /// its password, and report its URL as vscode_url once it answers.
     #[arg(long, env = "E2B_CODE_SERVER", value_parser = clap::builder::BoolishValueParser::new())]
     pub e2b_code_server: bool,
 

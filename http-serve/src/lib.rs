@@ -199,7 +199,11 @@ async fn serve_connection(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    // Upgrades (WebSocket) are allowed: the control plane passes them on to
+    // servers in sandboxes (a browser editor needs them).
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     let stop = slot.stopping();
     tokio::pin!(stop);

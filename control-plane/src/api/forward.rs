@@ -15,6 +15,8 @@
 //!
 //! Requests are forwarded as they are (HTTP/1.1, bodies and answers
 //! streamed, so MCP's server-sent events flow), on a fresh connection each.
+//! An upgrade a sandbox's server accepts (`101`, e.g. a WebSocket: the
+//! browser editor needs them) becomes a byte stream both ways.
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -114,9 +116,34 @@ fn bearer_matches(headers: &HeaderMap, token: &str) -> bool {
     !token.is_empty() && bool::from(presented.as_bytes().ct_eq(token.as_bytes()))
 }
 
+/// Whether `headers` ask to switch protocols (RFC 9110 section 7.8):
+/// `Connection: upgrade` and an `Upgrade` header.
+fn asks_upgrade(headers: &HeaderMap) -> bool {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    connection_upgrade && headers.contains_key(header::UPGRADE)
+}
+
+/// Removes the hop-by-hop headers, except what carries an upgrade when one
+/// is asked for (then `Connection` names only it).
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
 /// Sends `req` over `stream` and gives back the answer, its body streamed.
 /// With `path`, the request's path is replaced by it (the query is kept).
-async fn forward(stream: RouteStream, req: Request, path: Option<&str>) -> Response {
+async fn forward(stream: RouteStream, mut req: Request, path: Option<&str>) -> Response {
+    let upgrade = asks_upgrade(req.headers());
+    let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
     if let Some(path) = path {
         let pq = match parts.uri.query() {
@@ -133,28 +160,52 @@ async fn forward(stream: RouteStream, req: Request, path: Option<&str>) -> Respo
             .parse()
             .unwrap_or_else(|_| Uri::from_static("/"));
     }
-    for name in HOP_BY_HOP {
-        parts.headers.remove(name);
+    let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+    strip_hop_by_hop(&mut parts.headers, upgrade);
+    if let Some(value) = upgrade_value.filter(|_| upgrade) {
+        parts.headers.insert(header::UPGRADE, value);
     }
     let (mut sender, connection) =
         match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
             Err(e) => return bad_gateway(&format!("the sandbox did not take the connection: {e}")),
         };
-    // The connection lives as long as the answer's body is read.
+    // The connection lives as long as the answer's body is read (or the
+    // upgraded stream is used).
     tokio::spawn(async move {
-        let _ = connection.await;
+        let _ = connection.with_upgrades().await;
     });
     match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(resp) => {
+        Ok(mut resp) => {
+            let switched = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            let sandbox_side = match client_side {
+                Some(client_side) if switched => Some((client_side, hyper::upgrade::on(&mut resp))),
+                _ => None,
+            };
             let (mut parts, body) = resp.into_parts();
-            for name in HOP_BY_HOP {
-                parts.headers.remove(name);
+            let upgrade_value = parts.headers.get(header::UPGRADE).cloned();
+            strip_hop_by_hop(&mut parts.headers, sandbox_side.is_some());
+            if let Some((client_side, sandbox_side)) = sandbox_side {
+                if let Some(value) = upgrade_value {
+                    parts.headers.insert(header::UPGRADE, value);
+                }
+                tokio::spawn(splice(client_side, sandbox_side));
+                return Response::from_parts(parts, Body::empty());
             }
             Response::from_parts(parts, Body::new(body))
         }
         Err(e) => bad_gateway(&format!("the sandbox did not answer: {e}")),
     }
+}
+
+/// Once both sides have switched protocols, copies bytes both ways until
+/// either closes.
+async fn splice(client: hyper::upgrade::OnUpgrade, sandbox: hyper::upgrade::OnUpgrade) {
+    let (Ok(client), Ok(sandbox)) = tokio::join!(client, sandbox) else {
+        return;
+    };
+    let _ =
+        tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut TokioIo::new(sandbox)).await;
 }
 
 fn bad_gateway(message: &str) -> Response {

@@ -195,7 +195,8 @@ pub struct TemplateSpec {
     pub packages: Option<Vec<String>>,
 }
 
-/// Port whose URL is reported as `vscode_url`, as in the original server.
+/// Port of the editor (code-server) inside a sandbox, whose URL is reported
+/// as `vscode_url`, as in the original server.
 pub const VSCODE_PORT: u16 = 9000;
 
 /// A place that runs sandboxes.
@@ -267,10 +268,21 @@ pub trait Provider: Send + Sync {
         Err(self.unsupported("expose-port"))
     }
 
-    /// URL of the editor (code-server on [`VSCODE_PORT`]), or empty when the
-    /// provider's sandboxes have none.
-    fn vscode_url(&self, sandbox: SandboxRef<'_>) -> String {
-        self.port_url(sandbox, VSCODE_PORT).unwrap_or_default()
+    /// Whether the sandbox's system has the editor (`code-server` on its
+    /// `PATH`), so the control plane starts it there (see
+    /// `sandboxes::editor`). Found without asking the sandbox.
+    fn has_editor(&self, sandbox: SandboxRef<'_>) -> bool {
+        let _ = sandbox;
+        false
+    }
+
+    /// Whether an HTTP server on `port` inside the running sandbox answers
+    /// `GET path` with a success status, reached the way a client of
+    /// [`Provider::port_url`] reaches it. Gives up after a few seconds;
+    /// `false` also when the provider cannot tell.
+    async fn port_answers(&self, sandbox: SandboxRef<'_>, port: u16, path: &str) -> bool {
+        let _ = (sandbox, port, path);
+        false
     }
 
     /// Every sandbox the provider holds for control planes, by provider id,

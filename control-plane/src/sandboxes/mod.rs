@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -26,9 +27,10 @@ use crate::error::{Error, Result};
 use crate::ids::SandboxId;
 use crate::mcp::{McpPool, Target};
 use crate::model::*;
-use crate::provider::{CreateSpec, Inspection, Provider, Settings};
+use crate::provider::{CreateSpec, Inspection, Provider, Settings, VSCODE_PORT};
 use crate::store::{ListFilter, SandboxRecord, Store};
 
+pub mod editor;
 mod locks;
 mod running;
 pub mod upkeep;
@@ -76,6 +78,8 @@ pub struct Sandboxes {
     admission: tokio::sync::Mutex<()>,
     /// Sandboxes being resumed, which their records do not count yet.
     starting: AtomicUsize,
+    /// Which sandboxes' editors answer.
+    editors: editor::Editors,
 }
 
 impl Sandboxes {
@@ -93,6 +97,7 @@ impl Sandboxes {
             locks: SandboxLocks::default(),
             admission: tokio::sync::Mutex::new(()),
             starting: AtomicUsize::new(0),
+            editors: editor::Editors::default(),
         }
     }
 
@@ -132,8 +137,52 @@ impl Sandboxes {
         Ok(())
     }
 
+    /// The public view; `vscode_url` only while its editor is known to answer.
     fn info(&self, r: &SandboxRecord) -> SandboxInfo {
-        r.info(self.provider.vscode_url(r.provider_ref()))
+        let vscode_url = match r.state {
+            SandboxState::Running if self.editors.answers(&r.id) => self
+                .provider
+                .port_url(r.provider_ref(), VSCODE_PORT)
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        r.info(vscode_url)
+    }
+
+    /// Starts the editor in running sandbox `record` when its system has
+    /// one (see [`editor`]). A failure is logged, not passed on: the
+    /// sandbox works without it, and `vscode_url` stays empty.
+    async fn start_editor(&self, record: &SandboxRecord) {
+        self.editors.forget(&record.id);
+        if !self.provider.has_editor(record.provider_ref()) {
+            return;
+        }
+        let Some(target) = self.target(record) else {
+            return;
+        };
+        let args = serde_json::to_value(editor::start_arguments(&record.token)).unwrap_or_default();
+        match self
+            .call_tool(&target, "run_command", args, EDITOR_START_TIMEOUT)
+            .await
+        {
+            Ok(_) => tracing::info!(sandbox = %record.id, "editor starting"),
+            Err(e) => tracing::warn!(sandbox = %record.id, "cannot start the editor: {e}"),
+        }
+    }
+
+    /// Looks whether running sandbox `record`'s editor answers now, if it
+    /// has one and is not yet known to answer.
+    async fn probe_editor(&self, record: &SandboxRecord) {
+        if record.state == SandboxState::Running
+            && !self.editors.answers(&record.id)
+            && self.provider.has_editor(record.provider_ref())
+            && self
+                .provider
+                .port_answers(record.provider_ref(), VSCODE_PORT, editor::HEALTH_PATH)
+                .await
+        {
+            self.editors.answered(&record.id);
+        }
     }
 
     /// The record if it exists and the caller may see it; 404 otherwise, so a
@@ -247,6 +296,7 @@ impl Sandboxes {
                 record.set_running(running);
                 self.store.update(&record)?;
                 tracing::info!(sandbox = %record.id, user = %record.user_id, "created");
+                self.start_editor(&record).await;
                 Ok(self.info(&record))
             }
             Err(e) => {
@@ -264,6 +314,7 @@ impl Sandboxes {
         let mut record = self.visible(caller, id)?;
         if record.state == SandboxState::Running && self.check_provider(&record).is_ok() {
             self.refresh(&mut record).await?;
+            self.probe_editor(&record).await;
         }
         drop(lock);
         Ok(self.info(&record))
@@ -299,6 +350,7 @@ impl Sandboxes {
         }
         self.store.update(record)?;
         self.pool.forget(&record.id).await;
+        self.editors.forget(&record.id);
         Ok(())
     }
 
@@ -396,6 +448,7 @@ impl Sandboxes {
             return Err(self.provider.unsupported("pause"));
         }
         self.pool.forget(&record.id).await;
+        self.editors.forget(&record.id);
         let paused = self.provider.pause(record.provider_ref()).await;
         self.note_gone(record, paused).await?;
         record.state = SandboxState::Paused;
@@ -423,6 +476,7 @@ impl Sandboxes {
         record.expires_at = now() + record.timeout_secs as i64;
         self.store.update(record)?;
         tracing::info!(sandbox = %record.id, "resumed");
+        self.start_editor(record).await;
         Ok(())
     }
 
@@ -434,6 +488,7 @@ impl Sandboxes {
 
     async fn delete_locked(&self, record: &SandboxRecord) -> Result<()> {
         self.pool.forget(&record.id).await;
+        self.editors.forget(&record.id);
         self.provider.delete(record.provider_ref()).await?;
         self.store.delete(&record.id)?;
         tracing::info!(sandbox = %record.id, "deleted");
@@ -476,27 +531,37 @@ impl Sandboxes {
     pub fn call_target(&self, caller: &Caller, id: &SandboxId) -> Result<Target> {
         let record = self.visible(caller, id)?;
         self.check_provider(&record)?;
-        let socket = self.provider.mcp_socket(record.provider_ref());
-        match (&record.state, record.endpoint) {
-            (SandboxState::Running, Some(endpoint)) => {
+        match (self.target(&record), record.state) {
+            (Some(target), _) => {
                 self.store.extend(id, now() + record.timeout_secs as i64)?;
-                Ok(Target {
-                    socket,
-                    sandbox_id: record.id,
-                    url: endpoint.url,
-                    token: record.token,
-                    headers: endpoint.headers,
-                })
+                Ok(target)
             }
-            (SandboxState::Gone, _) => Err(Error::Gone { id: id.clone() }),
-            (is, _) => Err(Error::WrongState {
+            (None, SandboxState::Gone) => Err(Error::Gone { id: id.clone() }),
+            (None, is) => Err(Error::WrongState {
                 id: id.clone(),
-                is: *is,
+                is,
                 wanted: SandboxState::Running,
             }),
         }
     }
+
+    /// Where to call a tool in `record`'s sandbox, if it is running.
+    fn target(&self, record: &SandboxRecord) -> Option<Target> {
+        match (&record.state, &record.endpoint) {
+            (SandboxState::Running, Some(endpoint)) => Some(Target {
+                socket: self.provider.mcp_socket(record.provider_ref()),
+                sandbox_id: record.id.clone(),
+                url: endpoint.url.clone(),
+                token: record.token.clone(),
+                headers: endpoint.headers.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
+
+/// How long starting the editor (a background command) may take.
+const EDITOR_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A place taken by [`Sandboxes::admit`]; given back on drop.
 struct Slot<'a>(&'a AtomicUsize);

@@ -54,8 +54,6 @@ pub const META_SANDBOX_ID: &str = "control_plane_sandbox_id";
 /// The owner, as the control plane knows it.
 pub const META_USER_ID: &str = "control_plane_user_id";
 const MANAGED_BY: &str = "control-plane";
-/// Port of code-server in the template, when it is built with it.
-const CODE_SERVER_PORT: u16 = 9000;
 /// How far back metrics are asked for: E2B samples every few seconds, so
 /// the latest sample is in it without the whole life of the sandbox.
 const METRICS_WINDOW_SECS: i64 = 60;
@@ -457,12 +455,24 @@ impl Provider for E2bProvider {
         Ok(self.host_url(provider_id, &domain, port))
     }
 
-    fn vscode_url(&self, sandbox: SandboxRef<'_>) -> String {
-        if self.code_server {
-            self.port_url(sandbox, CODE_SERVER_PORT).unwrap_or_default()
-        } else {
-            String::new()
+    fn has_editor(&self, _sandbox: SandboxRef<'_>) -> bool {
+        self.code_server
+    }
+
+    async fn port_answers(&self, sandbox: SandboxRef<'_>, port: u16, path: &str) -> bool {
+        let Ok(base) = self.port_url(sandbox, port) else {
+            return false;
+        };
+        let mut req = self
+            .api
+            .http()
+            .get(format!("{base}{path}"))
+            .timeout(Duration::from_secs(5));
+        // E2B's proxy answers 403 to every port without the traffic token.
+        if let Some(t) = Self::data(sandbox).traffic_access_token {
+            req = req.header(TRAFFIC_HEADER, t);
         }
+        req.send().await.is_ok_and(|r| r.status().is_success())
     }
 
     async fn set_timeout(&self, sandbox: SandboxRef<'_>, timeout_secs: u64) -> Result<()> {

@@ -85,7 +85,7 @@ fn sandbox_ports_are_reached_through_e2b_domains() {
         "https://3000-isb1.e2b.app"
     );
     // No code-server unless configured.
-    assert_eq!(p.vscode_url(r.sandbox()), "");
+    assert!(!p.has_editor(r.sandbox()));
 
     // The domain E2B answers with wins over the configured one.
     let r = record("isb2", json!({ "domain": "eu.e2b.dev" }));
@@ -106,8 +106,11 @@ fn sandbox_ports_are_reached_through_e2b_domains() {
         p.api.url("/v2/sandboxes").as_str(),
         "https://api.e2b.dev/v2/sandboxes"
     );
+    let r = record("x1", Value::Null);
+    assert!(p.has_editor(r.sandbox()));
     assert_eq!(
-        p.vscode_url(record("x1", Value::Null).sandbox()),
+        p.port_url(r.sandbox(), crate::provider::VSCODE_PORT)
+            .unwrap(),
         "https://9000-x1.e2b.dev"
     );
 

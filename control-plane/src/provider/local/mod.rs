@@ -929,23 +929,48 @@ async fn healthy_soon(socket: &Path) -> bool {
 async fn healthy(socket: &Path) -> bool {
     let check = async {
         let stream = tokio::net::UnixStream::connect(socket).await.ok()?;
+        Some(get_succeeds(Box::new(stream), "sandbox", "/health").await)
+    };
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+        Ok(Some(true))
+    )
+}
+
+/// True when `GET path` with `Host: host` over `stream` answers with success.
+async fn get_succeeds(stream: RouteStream, host: &str, path: &str) -> bool {
+    let check = async {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let req = axum::http::Request::get("/health")
-            .header(axum::http::header::HOST, "sandbox")
+        let req = axum::http::Request::get(path)
+            .header(axum::http::header::HOST, host)
             .body(axum::body::Body::empty())
             .ok()?;
         let resp = sender.send_request(req).await.ok()?;
         Some(resp.status().is_success())
     };
-    matches!(
-        tokio::time::timeout(HEALTH_TIMEOUT, check).await,
-        Ok(Some(true))
-    )
+    check.await == Some(true)
+}
+
+/// Whether `code-server` is an executable file in one of the folders of
+/// `path` (a `PATH` value) as seen under `root`, leaving out the `hidden`
+/// folders the sandbox does not see.
+fn editor_on_path(root: &Path, path: &std::ffi::OsStr, hidden: &[&str]) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::split_paths(path)
+        .filter(|dir| dir.is_absolute() && !hidden.iter().any(|h| dir.starts_with(h)))
+        .map(|dir| {
+            root.join(dir.strip_prefix("/").unwrap_or(&dir))
+                .join("code-server")
+        })
+        .any(|bin| {
+            // metadata follows links: npm's bin is one.
+            std::fs::metadata(bin).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
 }
 
 /// The pid in file `name` of sandbox folder `dir`, if there is one.
@@ -1169,9 +1194,25 @@ impl Provider for LocalProvider {
         }
     }
 
-    fn vscode_url(&self, _sandbox: SandboxRef<'_>) -> String {
-        // Local sandboxes run no code-server.
-        String::new()
+    fn has_editor(&self, _sandbox: SandboxRef<'_>) -> bool {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let hidden: &[&str] = match self.bwrap {
+            Some(_) => bwrap::HIDDEN,
+            None => &[],
+        };
+        editor_on_path(Path::new("/"), &path, hidden)
+    }
+
+    async fn port_answers(&self, sandbox: SandboxRef<'_>, port: u16, path: &str) -> bool {
+        let host = format!("{port}-{}.localhost", sandbox.id);
+        let check = async {
+            let stream = self.open_route(sandbox, Route::Port(port)).await.ok()?;
+            Some(get_succeeds(stream, &host, path).await)
+        };
+        matches!(
+            tokio::time::timeout(HEALTH_TIMEOUT, check).await,
+            Ok(Some(true))
+        )
     }
 
     async fn open_route(&self, sandbox: SandboxRef<'_>, route: Route) -> Result<RouteStream> {
