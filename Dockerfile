@@ -54,6 +54,14 @@ RUN apt-get update \
     && sed -i -e 's/#.*//' /tmp/packages.txt \
     && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
+# The optional editor, as in the template (--build-arg INSTALL_CODE_SERVER=true).
+ARG INSTALL_CODE_SERVER=false
+ARG NODE_EXTRA_CA_CERTS=
+COPY sandbox-template/code-server.sh /tmp/code-server.sh
+RUN case $INSTALL_CODE_SERVER in \
+        true) sh /tmp/code-server.sh ;; \
+    esac \
+    && rm /tmp/code-server.sh
 RUN useradd --create-home --home-dir /home/user --shell /bin/bash --uid 1000 user \
     && echo 'user ALL=(ALL:ALL) NOPASSWD:ALL' > /etc/sudoers.d/user \
     && chmod 0440 /etc/sudoers.d/user \

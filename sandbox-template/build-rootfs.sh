@@ -10,6 +10,8 @@
 #   ./build-rootfs.sh --work DIR ...       keep the base image, apt's cache and
 #                                          podman's store in DIR (default:
 #                                          target/sandbox-template-build)
+#   ./build-rootfs.sh --build-arg K=V ...  a build argument (repeatable), e.g.
+#                                          INSTALL_CODE_SERVER=true
 #
 # The base image (`FROM debian:<release>-slim`) is made here with mmdebstrap
 # (--variant=minbase) and imported under that name, so nothing is pulled
@@ -22,15 +24,17 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 
 usage() {
-    sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 dockerfile="$here/e2b.Dockerfile"
 work="${CARGO_TARGET_DIR:-$repo/target}/sandbox-template-build"
 out=""
+build_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --dockerfile) dockerfile="${2:?--dockerfile needs a file}"; shift 2 ;;
+        --build-arg) build_args+=(--build-arg "${2:?--build-arg needs K=V}"); shift 2 ;;
         --work) work="${2:?--work needs a folder}"; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         -*) usage >&2; exit 2 ;;
@@ -98,10 +102,18 @@ if ! "${podman[@]}" image exists "$base_image"; then
 fi
 printf 'base image size: %d bytes\n' "$(stat -c %s "$base")"
 
+# A machine behind a TLS-inspecting proxy trusts an extra CA (Node's
+# NODE_EXTRA_CA_CERTS); the build's npm gets it too, mounted, never copied
+# into the image.
+if [[ -n "${NODE_EXTRA_CA_CERTS:-}" && -r "$NODE_EXTRA_CA_CERTS" ]]; then
+    build_args+=(--volume "$NODE_EXTRA_CA_CERTS:/run/host-extra-ca.crt:ro"
+        --build-arg NODE_EXTRA_CA_CERTS=/run/host-extra-ca.crt)
+fi
+
 step "image from $dockerfile"
 started=$(date +%s)
 "${podman[@]}" build --pull=never --isolation=chroot --runtime=runc \
-    --volume "$work/apt-archives:/var/cache/apt/archives" \
+    --volume "$work/apt-archives:/var/cache/apt/archives" "${build_args[@]}" \
     --file "$dockerfile" --tag "$tag" "$context"
 took "image build" "$started"
 flock -u 8

@@ -18,17 +18,22 @@ RUN apt-get update \
     && DEBIAN_FRONTEND=noninteractive xargs -a /tmp/packages.txt apt-get install -y --no-install-recommends \
     && rm -rf /var/lib/apt/lists/* /tmp/packages.txt
 
-# code-server (VS Code in the browser, port 9000) is optional and off.
+# code-server (VS Code in the browser) is optional and off: code-server.sh
+# installs it from npm (the editor step every build shares); the control
+# plane starts it in each sandbox with that sandbox's password.
 # `e2b template build` (legacy) takes --build-arg INSTALL_CODE_SERVER=true;
 # v2 has no build arguments and turns ARG into an environment variable, so
 # there set the default below to true. No double quotes in RUN lines: E2B's
 # `e2b template migrate` puts each one inside a double-quoted string.
 ARG INSTALL_CODE_SERVER=false
+# A build machine behind a TLS-inspecting proxy names its CA bundle here (a
+# file mounted into the build) for npm; empty elsewhere.
+ARG NODE_EXTRA_CA_CERTS=
+COPY code-server.sh /tmp/code-server.sh
 RUN case $INSTALL_CODE_SERVER in \
-        true) curl -fsSL -o /tmp/install-code-server.sh https://code-server.dev/install.sh \
-            && sh /tmp/install-code-server.sh \
-            && rm /tmp/install-code-server.sh ;; \
-    esac
+        true) sh /tmp/code-server.sh ;; \
+    esac \
+    && rm /tmp/code-server.sh
 
 # E2B's default user is `user` (home /home/user); v2 creates it before
 # these steps, the guard creates it for other builds. /var/lib/mcp-tools

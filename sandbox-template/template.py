@@ -6,7 +6,8 @@
 The packages come from packages.txt, the one list e2b.Dockerfile and the root
 Dockerfile install too; the static mcp-tools is staged in bin/ first
 (./stage.sh). INSTALL_CODE_SERVER=true adds code-server (VS Code in the
-browser, port 9000).
+browser) with code-server.sh; the control plane starts it in each sandbox on
+port 9000 with that sandbox's password.
 """
 
 import argparse
@@ -47,8 +48,9 @@ def template(install_code_server: bool = False):
         .run_cmd("rm -rf /var/lib/apt/lists/*", user="root")
     )
     if install_code_server:
-        t = t.run_cmd(
-            "curl -fsSL https://code-server.dev/install.sh | sh", user="root"
+        # The editor step every build shares: code-server from npm.
+        t = t.copy("code-server.sh", "/tmp/code-server.sh").run_cmd(
+            "sh /tmp/code-server.sh && rm /tmp/code-server.sh", user="root"
         )
     return (
         # E2B creates `user` itself; the guard creates it for other builds
