@@ -46,6 +46,12 @@ if [ -n "$missing" ]; then
     rm -rf /var/lib/apt/lists/*
 fi
 
+for tool in node npm make python3; do
+    command -v "$tool" >/dev/null || {
+        say "$tool is missing: the editor needs nodejs, npm, build-essential and python3 (packages.txt)"
+        exit 1
+    }
+done
 node_major="$(node -p 'process.versions.node.split(".")[0]')"
 if [ "$node_major" != "$NODE_MAJOR" ]; then
     say "code-server $CODE_SERVER_VERSION needs Node.js $NODE_MAJOR; this system has $(node --version)"

@@ -326,6 +326,12 @@ pub struct BuildTemplateRequest {
     /// list (`sandbox-template/packages.txt`).
     #[serde(default)]
     pub packages: Option<Vec<String>>,
+    /// Also install code-server, the editor behind `vscode_url`
+    /// (`sandbox-template/code-server.sh`: from npm, a few minutes more;
+    /// needs nodejs, npm, build-essential, python3 and ripgrep among the
+    /// packages, as the sandbox environment has them).
+    #[serde(default)]
+    pub vscode: bool,
 }
 
 /// One line of the answer of `POST /templates`, which streams as

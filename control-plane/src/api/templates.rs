@@ -91,6 +91,7 @@ pub async fn build(
         let spec = TemplateSpec {
             name,
             packages: req.packages,
+            vscode: req.vscode,
         };
         let built = sandboxes.provider().build_template(spec, log).await;
         let _ = forward.await;

@@ -41,6 +41,10 @@ pub struct TemplateBuildArgs {
     /// A file listing the packages instead, one per line (`#` starts a comment).
     #[arg(long, value_name = "FILE", conflicts_with = "packages")]
     pub packages_file: Option<std::path::PathBuf>,
+    /// Also install code-server, VS Code in the browser (from npm, a few
+    /// minutes more): sandboxes on the template then get a `vscode_url`.
+    #[arg(long)]
+    pub with_vscode: bool,
     /// Print only the result, not the build's output.
     #[arg(long, short)]
     pub quiet: bool,
@@ -79,6 +83,7 @@ async fn build(client: &Client, args: TemplateBuildArgs) -> Result<(), CliError>
     let req = BuildTemplateRequest {
         name: args.name,
         packages,
+        vscode: args.with_vscode,
     };
     let quiet = args.quiet;
     let info = client
@@ -89,10 +94,11 @@ async fn build(client: &Client, args: TemplateBuildArgs) -> Result<(), CliError>
         })
         .await?;
     println!(
-        "built template {} in {} s: {} packages, {} MB",
+        "built template {} in {} s: {} packages{}, {} MB",
         info.name,
         info.build_secs,
         info.packages.len(),
+        if info.vscode { " and code-server" } else { "" },
         info.size_bytes / 1_000_000
     );
     Ok(())

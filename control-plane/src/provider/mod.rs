@@ -193,6 +193,8 @@ pub struct TemplateSpec {
     /// Debian packages to install; `None`: the sandbox environment's list
     /// (`sandbox-template/packages.txt`).
     pub packages: Option<Vec<String>>,
+    /// Also install the editor, code-server (`sandbox-template/code-server.sh`).
+    pub vscode: bool,
 }
 
 /// Port of the editor (code-server) inside a sandbox, whose URL is reported

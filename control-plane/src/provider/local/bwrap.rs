@@ -42,9 +42,6 @@ const MCP_TOOLS_IN_TEMPLATE: &str = "/run/mcp-tools-bin/mcp-tools";
 /// `PATH` inside a sandbox on a template (Debian's default).
 pub const PATH_IN_TEMPLATE: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Folders of the machine a sandbox does not see (each is an empty tmpfs there).
-pub const HIDDEN: &[&str] = &["/root", "/home", "/run", "/sys/fs/cgroup"];
-
 /// Longest `--info-fd` answer read (bubblewrap's is about 200 bytes).
 const INFO_MAX: usize = 4096;
 
@@ -239,7 +236,7 @@ impl Launch<'_> {
                 add(&[&"--chdir", &WORKSPACE_IN_TEMPLATE]);
             }
             None => {
-                for hidden in HIDDEN {
+                for hidden in ["/root", "/home", "/run", "/sys/fs/cgroup"] {
                     if Path::new(hidden).exists() {
                         add(&[&"--tmpfs", &hidden]);
                     }

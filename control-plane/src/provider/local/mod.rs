@@ -957,20 +957,36 @@ async fn get_succeeds(stream: RouteStream, host: &str, path: &str) -> bool {
 }
 
 /// Whether `code-server` is an executable file in one of the folders of
-/// `path` (a `PATH` value) as seen under `root`, leaving out the `hidden`
-/// folders the sandbox does not see.
-fn editor_on_path(root: &Path, path: &std::ffi::OsStr, hidden: &[&str]) -> bool {
+/// `path` (a `PATH` value as the sandbox has it) under `root`, its `/`.
+fn editor_on_path(root: &Path, path: &std::ffi::OsStr) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::split_paths(path)
-        .filter(|dir| dir.is_absolute() && !hidden.iter().any(|h| dir.starts_with(h)))
-        .map(|dir| {
-            root.join(dir.strip_prefix("/").unwrap_or(&dir))
-                .join("code-server")
-        })
+        .filter(|dir| dir.is_absolute())
+        .filter_map(|dir| resolve_under(root, &dir.join("code-server")))
         .any(|bin| {
-            // metadata follows links: npm's bin is one.
-            std::fs::metadata(bin).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            std::fs::symlink_metadata(bin)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// Where `path`, as seen by a sandbox whose `/` is `root`, is on this
+/// machine: its links followed the way they lead inside (an absolute link
+/// target is under `root`), up to 8 of them.
+fn resolve_under(root: &Path, path: &Path) -> Option<PathBuf> {
+    let mut inside = path.to_path_buf();
+    for _ in 0..8 {
+        let here = root.join(inside.strip_prefix("/").unwrap_or(&inside));
+        let meta = std::fs::symlink_metadata(&here).ok()?;
+        if !meta.file_type().is_symlink() {
+            return Some(here);
+        }
+        let target = std::fs::read_link(&here).ok()?;
+        inside = match target.is_absolute() {
+            true => target,
+            false => inside.parent()?.join(target),
+        };
+    }
+    None
 }
 
 /// The pid in file `name` of sandbox folder `dir`, if there is one.
@@ -1087,6 +1103,7 @@ impl Provider for LocalProvider {
         let build = template::BuildSpec {
             packages: spec.packages.unwrap_or_else(template::environment_packages),
             name: spec.name,
+            vscode: spec.vscode,
         };
         let built = self.templates.build(&build, &log).await?;
         Ok(built.info(Some(&build.name) == self.default_template.as_ref()))
@@ -1194,13 +1211,22 @@ impl Provider for LocalProvider {
         }
     }
 
-    fn has_editor(&self, _sandbox: SandboxRef<'_>) -> bool {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let hidden: &[&str] = match self.bwrap {
-            Some(_) => bwrap::HIDDEN,
-            None => &[],
-        };
-        editor_on_path(Path::new("/"), &path, hidden)
+    fn has_editor(&self, sandbox: SandboxRef<'_>) -> bool {
+        match Chosen::of(sandbox).and_then(|c| c.template) {
+            Some(name) => TemplateName::parse(&name).is_ok_and(|name| {
+                editor_on_path(
+                    &self.templates.root(&name),
+                    bwrap::PATH_IN_TEMPLATE.as_ref(),
+                )
+            }),
+            None => {
+                let path = match self.bwrap {
+                    Some(_) => bwrap::host_path_inside(),
+                    None => std::env::var_os("PATH").unwrap_or_default(),
+                };
+                editor_on_path(Path::new("/"), &path)
+            }
+        }
     }
 
     async fn port_answers(&self, sandbox: SandboxRef<'_>, port: u16, path: &str) -> bool {
@@ -1418,6 +1444,7 @@ async fn build_at_start(
     let spec = template::BuildSpec {
         name: name.clone(),
         packages: template::environment_packages(),
+        vscode: false,
     };
     let built = templates.build(&spec, &log).await;
     drop(log);
@@ -1479,4 +1506,42 @@ fn write_atomically(path: &Path, text: &str) -> Result<()> {
     cap_std::fs::Dir::open_ambient_dir(folder, cap_std::ambient_authority())
         .and_then(|dir| atomic_file::write(&dir, name, text.as_bytes(), 0o644))
         .map_err(|e| Error::Internal(format!("cannot write {}: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_is_found_on_the_sandbox_path_under_its_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::create_dir_all(r.join("usr/local/bin")).unwrap();
+        std::fs::create_dir_all(r.join("opt/cs/out")).unwrap();
+        // npm's way: an absolute link, which leads inside the root, not on
+        // this machine.
+        std::os::unix::fs::symlink("/opt/cs/out/entry.js", r.join("usr/local/bin/code-server"))
+            .unwrap();
+        let path = std::ffi::OsStr::new("/usr/bin:/usr/local/bin");
+        assert!(!editor_on_path(r, path), "a dangling link is no editor");
+        let entry = r.join("opt/cs/out/entry.js");
+        std::fs::write(&entry, "#!/usr/bin/env node\n").unwrap();
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!editor_on_path(r, path), "not executable");
+        std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(editor_on_path(r, path));
+        assert!(!editor_on_path(
+            r,
+            std::ffi::OsStr::new("/usr/bin:relative")
+        ));
+        // A loop of links ends.
+        std::fs::remove_file(r.join("usr/local/bin/code-server")).unwrap();
+        std::os::unix::fs::symlink(
+            "/usr/local/bin/code-server",
+            r.join("usr/local/bin/code-server"),
+        )
+        .unwrap();
+        assert!(!editor_on_path(r, path));
+    }
 }

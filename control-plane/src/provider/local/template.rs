@@ -34,6 +34,10 @@ use crate::provider::BuildLog;
 /// the template image's builds (`e2b.Dockerfile`, `template.py`).
 const ENVIRONMENT: &str = include_str!("../../../../sandbox-template/packages.txt");
 
+/// The editor step of the sandbox environment: installs code-server from
+/// npm (`--with-vscode`). The template image's builds run the same file.
+const EDITOR_STEP: &str = include_str!("../../../../sandbox-template/code-server.sh");
+
 /// The Debian release templates are built from (the template image's `FROM`).
 pub const RELEASE: &str = "bookworm";
 
@@ -96,6 +100,8 @@ pub struct BuildSpec {
     pub name: TemplateName,
     /// Debian package names (checked by [`check_packages`]).
     pub packages: Vec<String>,
+    /// Also install the editor ([`EDITOR_STEP`]).
+    pub vscode: bool,
 }
 
 /// The templates folder of one control plane.
@@ -196,9 +202,23 @@ impl Templates {
             spec.packages.len(),
             spec.packages.join(" ")
         ));
-        self.mmdebstrap(&mmdebstrap, &spec.packages, &root, log)
-            .await?;
-        for needed in ["bin/sh", "etc/os-release"] {
+        let editor = match spec.vscode {
+            true => Some(EditorStep::write(&work.0)?),
+            false => None,
+        };
+        let built = self
+            .mmdebstrap(&mmdebstrap, &spec.packages, editor.as_ref(), &root, log)
+            .await;
+        // The editor step's files stay out of the template's folder.
+        if let Some(editor) = &editor {
+            editor.remove();
+        }
+        built?;
+        let mut needed = vec!["bin/sh", "etc/os-release"];
+        if spec.vscode {
+            needed.push("usr/local/bin/code-server");
+        }
+        for needed in needed {
             if std::fs::symlink_metadata(root.join(needed)).is_err() {
                 return Err(ProviderError::failed(format!(
                     "mmdebstrap succeeded but the template has no /{needed}"
@@ -216,7 +236,7 @@ impl Templates {
             name: spec.name.to_string(),
             release: RELEASE.into(),
             packages: spec.packages.clone(),
-            vscode: false,
+            vscode: spec.vscode,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
             size_bytes,
             build_secs: started.elapsed().as_secs(),
@@ -291,11 +311,13 @@ impl Templates {
             .map_err(|e| Error::Internal(format!("cannot lock {}: {e}", path.display())))
     }
 
-    /// Runs mmdebstrap into `root`, output to `log`.
+    /// Runs mmdebstrap into `root`, output to `log`; with `editor`, its
+    /// step runs in the new system once the packages are in.
     async fn mmdebstrap(
         &self,
         mmdebstrap: &Path,
         packages: &[String],
+        editor: Option<&EditorStep>,
         root: &Path,
         log: &BuildLog,
     ) -> Result<()> {
@@ -312,6 +334,7 @@ impl Templates {
         .arg(format!(
             "--setup-hook=sync-in {cache} /var/cache/apt/archives/"
         ))
+        .args(editor.map(EditorStep::hooks).unwrap_or_default())
         .arg(format!(
             "--customize-hook=sync-out /var/cache/apt/archives {cache}"
         ))
@@ -414,6 +437,66 @@ impl Templates {
                 tracing::warn!("cannot remove {}: {e}", entry.path().display());
             }
         }
+    }
+}
+
+/// The editor step's files, next to the root being built (never in it).
+struct EditorStep {
+    script: PathBuf,
+    /// This machine's extra CA bundle (`NODE_EXTRA_CA_CERTS`), for npm
+    /// behind a TLS-inspecting proxy.
+    extra_ca: Option<PathBuf>,
+}
+
+impl EditorStep {
+    /// Writes the step's files into the build's folder `work`.
+    fn write(work: &Path) -> Result<EditorStep> {
+        let failed =
+            |e: std::io::Error| Error::Internal(format!("cannot stage the editor step: {e}"));
+        let script = work.join("code-server.sh");
+        std::fs::write(&script, EDITOR_STEP).map_err(failed)?;
+        let extra_ca = match std::env::var_os("NODE_EXTRA_CA_CERTS") {
+            Some(ca) if Path::new(&ca).is_file() => {
+                let copy = work.join("extra-ca.crt");
+                std::fs::copy(&ca, &copy).map_err(failed)?;
+                Some(copy)
+            }
+            _ => None,
+        };
+        Ok(EditorStep { script, extra_ca })
+    }
+
+    /// Removes the step's files.
+    fn remove(&self) {
+        for file in std::iter::once(&self.script).chain(&self.extra_ca) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+
+    /// mmdebstrap's hooks that run it in the new system, as root, and
+    /// leave none of its files there.
+    fn hooks(&self) -> Vec<String> {
+        let mut hooks = vec![format!(
+            "--customize-hook=upload {} /tmp/code-server.sh",
+            self.script.display()
+        )];
+        let env = match &self.extra_ca {
+            Some(ca) => {
+                hooks.push(format!(
+                    "--customize-hook=upload {} /tmp/extra-ca.crt",
+                    ca.display()
+                ));
+                "NODE_EXTRA_CA_CERTS=/tmp/extra-ca.crt"
+            }
+            None => "",
+        };
+        hooks.push(format!(
+            "--customize-hook=chroot \"$1\" env {env} sh /tmp/code-server.sh"
+        ));
+        hooks.push(
+            "--customize-hook=rm -f \"$1\"/tmp/code-server.sh \"$1\"/tmp/extra-ca.crt".into(),
+        );
+        hooks
     }
 }
 
