@@ -85,6 +85,12 @@ if [[ "$mode" == image ]]; then
     pids=("$editor_pid" "${pids[@]}")
     web() { nsenter --net="/proc/$editor_pid/ns/net" curl -s "$@"; }
     url=http://127.0.0.1:9000
+    for _ in $(seq 600); do
+        [[ "$(web -o /dev/null -w '%{http_code}' "$url/healthz")" == 200 ]] && break
+        kill -0 "$editor_pid" 2>/dev/null || { cat "$scratch/editor.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    took "code-server answered /healthz" "$started"
 else
     bin="$("$repo/scripts/bin-dir.sh")"
     [[ -x "$bin/control-plane" ]] || bin="$("$repo/scripts/bin-dir.sh" --debug)"
