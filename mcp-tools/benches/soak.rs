@@ -3,7 +3,17 @@
 //! reference binary (e.g. a build of an earlier commit).
 //!
 //!     cargo bench -p mcp-tools --bench soak -- [--minutes 3] [--concurrency 16]
-//!         [--reference /path/to/other/mcp-tools] [--slow-clients 1100]
+//!         [--reference [LABEL=]/path/to/other/mcp-tools]... [--slow-clients 1100]
+//!
+//! `--reference` may be given more than once (e.g. `old=...` and
+//! `musl=target/x86_64-unknown-linux-musl/release/mcp-tools`); the first
+//! is the one ratios are taken against. Binaries whose `--help` lists the
+//! session and job caps get `--max-sessions 5000` and `--max-jobs 200`, so
+//! every binary faces the same floods.
+//!
+//! Every request gives up after a timeout and every phase has a deadline,
+//! so a server that stops answering shows as errors and failed opens, not
+//! as a hung benchmark.
 //!
 //! Phases, each server in turn, started with a soft open-files limit of 1024
 //! (a common default; the hard limit is left as it is):
@@ -29,10 +39,16 @@ mod support;
 
 use support::{Session, TOKEN};
 
+/// The longest a single call or session open may take in the floods.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest one round of the session flood may take.
+const FLOOD_ROUND_DEADLINE: Duration = Duration::from_secs(90);
+
 struct Args {
     minutes: f64,
     concurrency: usize,
-    reference: Option<PathBuf>,
+    /// Labelled reference binaries, in the order given.
+    references: Vec<(String, PathBuf)>,
     slow_clients: usize,
 }
 
@@ -43,10 +59,18 @@ fn args() -> Args {
             .position(|a| a == name)
             .and_then(|i| args.get(i + 1).cloned())
     };
+    let references = args
+        .windows(2)
+        .filter(|w| w[0] == "--reference")
+        .map(|w| match w[1].split_once('=') {
+            Some((label, path)) => (label.to_owned(), PathBuf::from(path)),
+            None => ("reference".to_owned(), PathBuf::from(&w[1])),
+        })
+        .collect();
     Args {
         minutes: flag("--minutes").map_or(3.0, |s| s.parse().expect("--minutes")),
         concurrency: flag("--concurrency").map_or(16, |s| s.parse().expect("--concurrency")),
-        reference: flag("--reference").map(PathBuf::from),
+        references,
         slow_clients: flag("--slow-clients").map_or(1100, |s| s.parse().expect("--slow-clients")),
     }
 }
@@ -60,6 +84,7 @@ struct Report {
     fds: Vec<usize>,
     slow_health_ok: bool,
     slow_calls_ok: usize,
+    flood_opened: Vec<usize>,
     flood_peak_mib: Vec<f64>,
     flood_after_mib: Vec<f64>,
     jobs_started: usize,
@@ -70,15 +95,16 @@ struct Report {
 fn main() {
     let args = args();
     raise_own_open_files_limit();
-    let mut servers = vec![("this build", PathBuf::from(env!("CARGO_BIN_EXE_mcp-tools")))];
-    if let Some(reference) = &args.reference {
-        servers.insert(0, ("reference", reference.clone()));
-    }
+    let mut servers = args.references.clone();
+    servers.push((
+        "this build".to_owned(),
+        PathBuf::from(env!("CARGO_BIN_EXE_mcp-tools")),
+    ));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut reports = Vec::new();
     for (name, binary) in &servers {
         println!("== {name}: {}", binary.display());
-        reports.push((name, rt.block_on(run_all(binary, &args))));
+        reports.push((name.as_str(), rt.block_on(run_all(binary, &args))));
     }
     print_summary(&reports, &args);
 }
@@ -129,8 +155,8 @@ impl Server {
             .arg(&addr_file)
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        // Flags the reference may not know are only passed to this build.
-        if binary == Path::new(env!("CARGO_BIN_EXE_mcp-tools")) {
+        // Flags an older build may not know are only passed to builds that do.
+        if knows_caps(binary) {
             cmd.args(extra);
         }
         // SAFETY: getrlimit/setrlimit are async-signal-safe.
@@ -176,6 +202,14 @@ impl Drop for Server {
     }
 }
 
+/// Whether `binary` has the session and job caps (`--max-sessions`).
+fn knows_caps(binary: &Path) -> bool {
+    Command::new(binary)
+        .arg("--help")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("--max-sessions"))
+}
+
 fn rand_suffix() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -192,7 +226,10 @@ async fn soak(server: &Server, args: &Args, report: &mut Report) {
         let url = server.url.clone();
         let (calls, errors) = (calls.clone(), errors.clone());
         workers.push(tokio::spawn(async move {
-            let session = Session::open(&url).await;
+            let Some(session) = open_within(&url).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
             let mut id = 10u64;
             while Instant::now() < deadline {
                 id += 1;
@@ -206,7 +243,7 @@ async fn soak(server: &Server, args: &Args, report: &mut Report) {
                     3 => ("run_command", r#"{"command":"echo hi"}"#.to_owned()),
                     _ => ("list_directory", r#"{"path":"."}"#.to_owned()),
                 };
-                match session.try_call(id, tool, &arguments).await {
+                match call_within(&session, id, tool, &arguments).await {
                     Some(text) if !text.contains("\"isError\":true") => {
                         calls.fetch_add(1, Ordering::Relaxed);
                     }
@@ -277,6 +314,7 @@ async fn slow_clients(server: &Server, count: usize, report: &mut Report) {
                 .await
         })
         .await;
+        // Count the calls that answered, not the time the others took.
         if matches!(call, Ok(Some(text)) if text.contains("hello, world")) {
             report.slow_calls_ok += 1;
         }
@@ -296,14 +334,19 @@ async fn slow_clients(server: &Server, count: usize, report: &mut Report) {
 }
 
 async fn session_flood(server: &Server, report: &mut Report) {
-    let http = reqwest::Client::new();
+    let http = support::client();
     for round in 0..3 {
+        let deadline = Instant::now() + FLOOD_ROUND_DEADLINE;
         let mut sessions = Vec::new();
         for _ in 0..20 {
+            if Instant::now() > deadline {
+                println!("  session flood round {round}: deadline passed while opening");
+                break;
+            }
             let mut opening = tokio::task::JoinSet::new();
             for _ in 0..100 {
                 let url = server.url.clone();
-                opening.spawn(async move { Session::try_open(&url).await });
+                opening.spawn(async move { open_within(&url).await });
             }
             while let Some(opened) = opening.join_next().await {
                 if let Ok(Some(session)) = opened {
@@ -322,42 +365,64 @@ async fn session_flood(server: &Server, report: &mut Report) {
                         .delete(&*url)
                         .header("authorization", format!("Bearer {TOKEN}"))
                         .header("mcp-session-id", id)
+                        .timeout(CALL_TIMEOUT)
                         .send()
                         .await;
                 });
             }
             while closing.join_next().await.is_some() {}
         }
+        // Sessions that could not be closed go with their connections.
+        drop(sessions);
         tokio::time::sleep(Duration::from_secs(2)).await;
         let after = server.rss_mib();
         println!(
             "  session flood round {round}: {opened} opened, RSS {peak:.1} MiB at peak, {after:.1} MiB after closing"
         );
+        report.flood_opened.push(opened);
         report.flood_peak_mib.push(peak);
         report.flood_after_mib.push(after);
     }
 }
 
+/// Opens a session, giving up after [`CALL_TIMEOUT`].
+async fn open_within(url: &Arc<str>) -> Option<Session> {
+    tokio::time::timeout(CALL_TIMEOUT, Session::try_open(url))
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Calls a tool, giving up after [`CALL_TIMEOUT`].
+async fn call_within(session: &Session, id: u64, tool: &str, arguments: &str) -> Option<String> {
+    tokio::time::timeout(CALL_TIMEOUT, session.try_call(id, tool, arguments))
+        .await
+        .ok()
+        .flatten()
+}
+
 async fn jobs(server: &Server, report: &mut Report) {
     let url = server.url.clone();
-    let session = Session::open(&url).await;
+    let Some(session) = open_within(&url).await else {
+        println!("  jobs: no session could be opened");
+        return;
+    };
     let before = server.fds();
     for id in 0..200 {
-        let text = session
-            .try_call(
-                id,
-                "run_command",
-                r#"{"command":"sleep 30","background":true}"#,
-            )
-            .await
-            .unwrap_or_default();
+        let text = call_within(
+            &session,
+            id,
+            "run_command",
+            r#"{"command":"sleep 30","background":true}"#,
+        )
+        .await
+        .unwrap_or_default();
         if text.contains("Started background process") {
             report.jobs_started += 1;
         }
     }
     report.jobs_fds = server.fds().saturating_sub(before);
-    report.list_bytes = session
-        .try_call(1000, "process_list", "{}")
+    report.list_bytes = call_within(&session, 1000, "process_list", "{}")
         .await
         .unwrap_or_default()
         .len();
@@ -367,7 +432,7 @@ async fn jobs(server: &Server, report: &mut Report) {
     );
 }
 
-fn print_summary(reports: &[(&&str, Report)], args: &Args) {
+fn print_summary(reports: &[(&str, Report)], args: &Args) {
     println!();
     println!(
         "mixed calls at concurrency {} for {:.1} min; slow clients: {}",
@@ -394,6 +459,10 @@ fn print_summary(reports: &[(&&str, Report)], args: &Args) {
             "slow: calls ok of 20",
             (|r: &Report| r.slow_calls_ok as f64),
         ),
+        (
+            "flood opened of 6000",
+            (|r: &Report| r.flood_opened.iter().sum::<usize>() as f64),
+        ),
         ("flood RSS peak MiB", (|r: &Report| max(&r.flood_peak_mib))),
         (
             "flood RSS after MiB",
@@ -403,12 +472,13 @@ fn print_summary(reports: &[(&&str, Report)], args: &Args) {
         ("fds held by jobs", (|r: &Report| r.jobs_fds as f64)),
         ("process_list bytes", (|r: &Report| r.list_bytes as f64)),
     ];
+    // Values, then each binary's ratio to the first one given.
     print!("{:<22}", "");
     for (name, _) in reports {
         print!("{name:>14}");
     }
-    if reports.len() == 2 {
-        print!("{:>10}", "ratio");
+    for (name, _) in reports.iter().skip(1) {
+        print!("{:>14}", format!("{name}/1st"));
     }
     println!();
     for (label, value) in &rows {
@@ -416,10 +486,12 @@ fn print_summary(reports: &[(&&str, Report)], args: &Args) {
         for (_, r) in reports {
             print!("{:>14.1}", value(r));
         }
-        if let [(_, reference), (_, ours)] = reports {
-            let (a, b) = (value(reference), value(ours));
-            if a > 0.0 {
-                print!("{:>9.2}x", b / a);
+        let first = reports.first().map_or(0.0, |(_, r)| value(r));
+        for (_, r) in reports.iter().skip(1) {
+            if first > 0.0 {
+                print!("{:>13.2}x", value(r) / first);
+            } else {
+                print!("{:>14}", "-");
             }
         }
         println!();

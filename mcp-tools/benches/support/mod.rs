@@ -60,6 +60,21 @@ pub fn wait_for(path: &std::path::Path) -> String {
     }
 }
 
+/// The longest any one request of a benchmark may take, connecting
+/// included: the calls benchmarked take milliseconds, and a server that
+/// stops accepting or answering must show as errors, not as a hang.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An HTTP client whose every request gives up after [`REQUEST_TIMEOUT`].
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .connect_timeout(REQUEST_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .build()
+        .unwrap()
+}
+
 /// A raw MCP session over HTTP: a thin client, so that the figures are the
 /// server's, not a client library's.
 pub struct Session {
@@ -73,12 +88,12 @@ impl Session {
         Session::try_open(url).await.expect("initialize")
     }
 
-    /// Opens a session; `None` when the server refuses or fails.
+    /// Opens a session; `None` when the server refuses or fails, or does
+    /// not answer within [`REQUEST_TIMEOUT`] (every request of the session
+    /// has that limit, so a server that stops answering cannot hang a
+    /// benchmark).
     pub async fn try_open(url: &Arc<str>) -> Option<Session> {
-        let http = reqwest::Client::builder()
-            .tcp_nodelay(true)
-            .build()
-            .unwrap();
+        let http = client();
         let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"load","version":"1"}}}"#;
         let resp = Self::try_post(&http, url, None, init).await?;
         let session_id = resp
