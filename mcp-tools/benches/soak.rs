@@ -63,8 +63,8 @@ fn args() -> Args {
         .windows(2)
         .filter(|w| w[0] == "--reference")
         .map(|w| match w[1].split_once('=') {
-            Some((label, path)) => (label.to_owned(), PathBuf::from(path)),
-            None => ("reference".to_owned(), PathBuf::from(&w[1])),
+            Some((label, path)) => (label.to_owned(), from_workspace(path)),
+            None => ("reference".to_owned(), from_workspace(&w[1])),
         })
         .collect();
     Args {
@@ -200,6 +200,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `path` as given on the command line: cargo runs benchmarks in the
+/// package's folder, so a relative path is taken from the workspace root.
+fn from_workspace(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
 }
 
 /// Whether `binary` has the session and job caps (`--max-sessions`).
