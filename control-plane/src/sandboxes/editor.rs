@@ -25,11 +25,15 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use mcp_tools_contract::command::RunCommandArgs;
 
+use super::Sandboxes;
 use crate::ids::SandboxId;
+use crate::model::SandboxState;
 use crate::provider::VSCODE_PORT;
+use crate::store::SandboxRecord;
 
 /// The path code-server answers without a login, used to see it is up.
 pub const HEALTH_PATH: &str = "/healthz";
@@ -74,6 +78,47 @@ impl Editors {
     pub fn forget(&self, id: &SandboxId) {
         if let Ok(mut s) = self.answering.lock() {
             s.remove(id);
+        }
+    }
+}
+
+/// How long starting the editor (a background command) may take.
+const EDITOR_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Sandboxes {
+    /// Starts the editor in running sandbox `record` when its system has
+    /// one (see the module documentation). A failure is logged, not passed on: the
+    /// sandbox works without it, and `vscode_url` stays empty.
+    pub(super) async fn start_editor(&self, record: &SandboxRecord) {
+        self.editors.forget(&record.id);
+        if !self.provider.has_editor(record.provider_ref()) {
+            return;
+        }
+        let Some(target) = self.target(record) else {
+            return;
+        };
+        let args = serde_json::to_value(start_arguments(&record.token)).unwrap_or_default();
+        match self
+            .call_tool(&target, "run_command", args, EDITOR_START_TIMEOUT)
+            .await
+        {
+            Ok(_) => tracing::info!(sandbox = %record.id, "editor starting"),
+            Err(e) => tracing::warn!(sandbox = %record.id, "cannot start the editor: {e}"),
+        }
+    }
+
+    /// Looks whether running sandbox `record`'s editor answers now, if it
+    /// has one and is not yet known to answer.
+    pub(super) async fn probe_editor(&self, record: &SandboxRecord) {
+        if record.state == SandboxState::Running
+            && !self.editors.answers(&record.id)
+            && self.provider.has_editor(record.provider_ref())
+            && self
+                .provider
+                .port_answers(record.provider_ref(), VSCODE_PORT, HEALTH_PATH)
+                .await
+        {
+            self.editors.answered(&record.id);
         }
     }
 }

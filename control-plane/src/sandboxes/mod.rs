@@ -18,14 +18,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::config::{ExpiryAction, ServeConfig};
 use crate::error::{Error, Result};
 use crate::ids::SandboxId;
-use crate::mcp::{McpPool, Target};
+use crate::mcp::McpPool;
 use crate::model::*;
 use crate::provider::{CreateSpec, Inspection, Provider, Settings, VSCODE_PORT};
 use crate::store::{ListFilter, SandboxRecord, Store};
@@ -147,42 +146,6 @@ impl Sandboxes {
             _ => String::new(),
         };
         r.info(vscode_url)
-    }
-
-    /// Starts the editor in running sandbox `record` when its system has
-    /// one (see [`editor`]). A failure is logged, not passed on: the
-    /// sandbox works without it, and `vscode_url` stays empty.
-    async fn start_editor(&self, record: &SandboxRecord) {
-        self.editors.forget(&record.id);
-        if !self.provider.has_editor(record.provider_ref()) {
-            return;
-        }
-        let Some(target) = self.target(record) else {
-            return;
-        };
-        let args = serde_json::to_value(editor::start_arguments(&record.token)).unwrap_or_default();
-        match self
-            .call_tool(&target, "run_command", args, EDITOR_START_TIMEOUT)
-            .await
-        {
-            Ok(_) => tracing::info!(sandbox = %record.id, "editor starting"),
-            Err(e) => tracing::warn!(sandbox = %record.id, "cannot start the editor: {e}"),
-        }
-    }
-
-    /// Looks whether running sandbox `record`'s editor answers now, if it
-    /// has one and is not yet known to answer.
-    async fn probe_editor(&self, record: &SandboxRecord) {
-        if record.state == SandboxState::Running
-            && !self.editors.answers(&record.id)
-            && self.provider.has_editor(record.provider_ref())
-            && self
-                .provider
-                .port_answers(record.provider_ref(), VSCODE_PORT, editor::HEALTH_PATH)
-                .await
-        {
-            self.editors.answered(&record.id);
-        }
     }
 
     /// The record if it exists and the caller may see it; 404 otherwise, so a
@@ -523,45 +486,7 @@ impl Sandboxes {
         }
         self.provider.port_url(record.provider_ref(), port)
     }
-
-    /// Where to call a tool in a running sandbox. A call is activity, so this
-    /// also pushes the sandbox's expiry forward by its timeout.
-    ///
-    /// Errors: `NotFound`, `Gone`, or `WrongState` when it is not running.
-    pub fn call_target(&self, caller: &Caller, id: &SandboxId) -> Result<Target> {
-        let record = self.visible(caller, id)?;
-        self.check_provider(&record)?;
-        match (self.target(&record), record.state) {
-            (Some(target), _) => {
-                self.store.extend(id, now() + record.timeout_secs as i64)?;
-                Ok(target)
-            }
-            (None, SandboxState::Gone) => Err(Error::Gone { id: id.clone() }),
-            (None, is) => Err(Error::WrongState {
-                id: id.clone(),
-                is,
-                wanted: SandboxState::Running,
-            }),
-        }
-    }
-
-    /// Where to call a tool in `record`'s sandbox, if it is running.
-    fn target(&self, record: &SandboxRecord) -> Option<Target> {
-        match (&record.state, &record.endpoint) {
-            (SandboxState::Running, Some(endpoint)) => Some(Target {
-                socket: self.provider.mcp_socket(record.provider_ref()),
-                sandbox_id: record.id.clone(),
-                url: endpoint.url.clone(),
-                token: record.token.clone(),
-                headers: endpoint.headers.clone(),
-            }),
-            _ => None,
-        }
-    }
 }
-
-/// How long starting the editor (a background command) may take.
-const EDITOR_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A place taken by [`Sandboxes::admit`]; given back on drop.
 struct Slot<'a>(&'a AtomicUsize);

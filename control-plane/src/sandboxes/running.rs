@@ -1,5 +1,5 @@
-//! Reaching into a running sandbox: the route clients are forwarded
-//! through (its token and connections), tool calls that notice when the
+//! Reaching into a running sandbox: where its tool calls go, the route
+//! clients are forwarded through (its token and connections), tool calls that notice when the
 //! sandbox dies, and what the sandbox uses (metrics, OOM kills).
 
 use std::time::Duration;
@@ -15,6 +15,41 @@ use crate::provider::{Metrics, Route, RouteStream};
 use crate::store::SandboxRecord;
 
 impl Sandboxes {
+    /// Where to call a tool in a running sandbox. A call is activity, so this
+    /// also pushes the sandbox's expiry forward by its timeout.
+    ///
+    /// Errors: `NotFound`, `Gone`, or `WrongState` when it is not running.
+    pub fn call_target(&self, caller: &Caller, id: &SandboxId) -> Result<Target> {
+        let record = self.visible(caller, id)?;
+        self.check_provider(&record)?;
+        match (self.target(&record), record.state) {
+            (Some(target), _) => {
+                self.store.extend(id, now() + record.timeout_secs as i64)?;
+                Ok(target)
+            }
+            (None, SandboxState::Gone) => Err(Error::Gone { id: id.clone() }),
+            (None, is) => Err(Error::WrongState {
+                id: id.clone(),
+                is,
+                wanted: SandboxState::Running,
+            }),
+        }
+    }
+
+    /// Where to call a tool in `record`'s sandbox, if it is running.
+    pub(super) fn target(&self, record: &SandboxRecord) -> Option<Target> {
+        match (&record.state, &record.endpoint) {
+            (SandboxState::Running, Some(endpoint)) => Some(Target {
+                socket: self.provider.mcp_socket(record.provider_ref()),
+                sandbox_id: record.id.clone(),
+                url: endpoint.url.clone(),
+                token: record.token.clone(),
+                headers: endpoint.headers.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     /// The token a client must present to reach running sandbox `id`
     /// through the control plane's route (`api::forward`). No API key is
     /// asked there: MCP clients carry only the sandbox's token.

@@ -29,14 +29,18 @@ use crate::ids::TemplateName;
 use crate::model::TemplateInfo;
 use crate::provider::BuildLog;
 
+use scratch::{Scratch, remove_build_folder};
+
+mod scratch;
+
 /// The sandbox environment: the Debian packages every sandbox system
 /// carries, one per line, `#` starting a comment. The same file is read by
 /// the template image's builds (`e2b.Dockerfile`, `template.py`).
-const ENVIRONMENT: &str = include_str!("../../../../sandbox-template/packages.txt");
+const ENVIRONMENT: &str = include_str!("../../../../../sandbox-template/packages.txt");
 
 /// The editor step of the sandbox environment: installs code-server from
 /// npm (`--with-vscode`). The template image's builds run the same file.
-const EDITOR_STEP: &str = include_str!("../../../../sandbox-template/code-server.sh");
+const EDITOR_STEP: &str = include_str!("../../../../../sandbox-template/code-server.sh");
 
 /// The Debian release templates are built from (the template image's `FROM`).
 pub const RELEASE: &str = "bookworm";
@@ -538,122 +542,5 @@ fn flock(file: &std::fs::File, how: libc::c_int) -> std::io::Result<()> {
     }
 }
 
-/// A build's folder, removed when dropped (a failed or interrupted build).
-struct Scratch(PathBuf);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        if let Err(e) = remove_build_folder(&self.0) {
-            tracing::warn!("cannot remove {}: {e}", self.0.display());
-        }
-    }
-}
-
-/// Removes a build's folder, after detaching whatever an interrupted
-/// mmdebstrap left mounted in it (`/proc`, `/dev` binds): removing through a
-/// mount would reach the host's own files.
-fn remove_build_folder(dir: &Path) -> std::io::Result<()> {
-    let mut mounts = mounts_under(dir);
-    // Deepest first.
-    mounts.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
-    for mount in &mounts {
-        let Ok(c) = std::ffi::CString::new(mount.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
-        // SAFETY: umount2(2) with a valid NUL-terminated path; no memory is shared.
-        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-    }
-    if !mounts_under(dir).is_empty() {
-        return Err(std::io::Error::other(format!(
-            "{} still has mounts inside; not removed",
-            dir.display()
-        )));
-    }
-    super::remove_tree(dir)
-}
-
-/// Mount points at or under `dir`, from /proc/self/mountinfo.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .filter(|p| p.starts_with(dir))
-        .collect()
-}
-
-/// A mountinfo path with its octal escapes (`\040` for a space) undone.
-fn unescape_mount_path(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_environment_is_the_package_list() {
-        let packages = environment_packages();
-        for expected in ["python-is-python3", "nodejs", "git", "ripgrep", "tmux"] {
-            assert!(
-                packages.iter().any(|p| p == expected),
-                "{expected}: {packages:?}"
-            );
-        }
-        assert!(
-            packages
-                .iter()
-                .all(|p| !p.contains('#') && !p.contains(' '))
-        );
-        check_packages(&packages).unwrap();
-    }
-
-    #[test]
-    fn package_names_cannot_be_options_or_lists() {
-        for bad in [
-            "-x",
-            "--include=evil",
-            "a,b",
-            "a b",
-            "A",
-            "x",
-            "a/b",
-            "$(id)",
-        ] {
-            assert!(check_packages(&[bad.to_string()]).is_err(), "{bad:?}");
-        }
-        check_packages(&["g++".into(), "python3.11".into(), "libc6-dev".into()]).unwrap();
-    }
-
-    #[test]
-    fn apt_names_the_unknown_package() {
-        assert_eq!(
-            unknown_package("E: Unable to locate package nosuch-pkg"),
-            Some("nosuch-pkg")
-        );
-        assert_eq!(unknown_package("I: downloading packages with apt..."), None);
-    }
-
-    #[test]
-    fn mount_paths_are_unescaped() {
-        assert_eq!(unescape_mount_path(r"/a\040b/c"), PathBuf::from("/a b/c"));
-    }
-}
+mod tests;
