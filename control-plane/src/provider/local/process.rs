@@ -177,15 +177,8 @@ impl LocalProvider {
             }
             held
         };
-        let mut child = held.release()?;
-        let waited = wait_for_socket(&mut child, layout).await;
-        self.children
-            .lock()
-            .await
-            .entry(id.clone())
-            .or_default()
-            .push(child);
-        waited.map_err(|e| e.into_error(id, layout))?;
+        let child = held.release()?;
+        self.keep_until_ready(id, layout, child).await?;
         if let Some(tools) = internet {
             if network::in_user_namespace() {
                 // Without root the firewall goes in only now: bubblewrap
@@ -214,12 +207,7 @@ impl LocalProvider {
                 // Its memory counts as the sandbox's, and it ends with it.
                 let _ = cg.add(slirp_pid);
             }
-            self.children
-                .lock()
-                .await
-                .entry(id.clone())
-                .or_default()
-                .push(slirp);
+            self.keep(id, slirp).await;
         }
         if !healthy_soon(&layout.socket()).await {
             return Err(ProviderError::failed(format!(
@@ -269,21 +257,14 @@ impl LocalProvider {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2);
-        let mut child = cmd.spawn().map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             ProviderError::failed(format!("cannot start {}: {e}", self.mcp_tools.display()))
         })?;
         write_atomically(
             &layout.dir.join("pid"),
             &child.id().unwrap_or(0).to_string(),
         )?;
-        let waited = wait_for_socket(&mut child, layout).await;
-        self.children
-            .lock()
-            .await
-            .entry(id.clone())
-            .or_default()
-            .push(child);
-        waited.map_err(|e| e.into_error(id, layout))?;
+        self.keep_until_ready(id, layout, child).await?;
         if !healthy_soon(&layout.socket()).await {
             return Err(ProviderError::failed(format!(
                 "mcp-tools of sandbox {id} listens but /health fails"
@@ -291,6 +272,30 @@ impl LocalProvider {
             .into());
         }
         Ok(())
+    }
+
+    /// Keeps `child` among sandbox `id`'s processes, so `stop` ends and
+    /// reaps it.
+    async fn keep(&self, id: &SandboxId, child: Child) {
+        self.children
+            .lock()
+            .await
+            .entry(id.clone())
+            .or_default()
+            .push(child);
+    }
+
+    /// Waits for `child`'s mcp-tools to be ready ([`wait_for_socket`]) and
+    /// keeps `child` either way, so a failed start is still ended by `stop`.
+    async fn keep_until_ready(
+        &self,
+        id: &SandboxId,
+        layout: &bwrap::Layout,
+        mut child: Child,
+    ) -> Result<()> {
+        let waited = wait_for_socket(&mut child, layout).await;
+        self.keep(id, child).await;
+        waited.map_err(|e| e.into_error(id, layout))
     }
 
     /// The pid of sandbox `id`'s outer process if it is alive and really ours.
