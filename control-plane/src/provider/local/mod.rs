@@ -66,6 +66,7 @@ mod editor;
 mod folder;
 mod health;
 mod identity;
+mod mountinfo;
 mod network;
 mod on_template;
 mod process;

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::provider::local::mountinfo::unescape;
+
 /// One cgroup mount.
 pub(super) struct Mount {
     pub(super) point: PathBuf,
@@ -27,14 +29,14 @@ pub(super) fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
             let super_options = right.get(2).copied().unwrap_or("");
             match fstype {
                 "cgroup2" => Some(Mount {
-                    point: PathBuf::from(unescape(point)),
-                    root: unescape(root),
+                    point: unescape(point),
+                    root: unescape(root).to_string_lossy().into_owned(),
                     v2: true,
                     controllers: Vec::new(),
                 }),
                 "cgroup" => Some(Mount {
-                    point: PathBuf::from(unescape(point)),
-                    root: unescape(root),
+                    point: unescape(point),
+                    root: unescape(root).to_string_lossy().into_owned(),
                     v2: false,
                     controllers: super_options.split(',').map(str::to_string).collect(),
                 }),
@@ -72,12 +74,4 @@ pub(super) fn join_cgroup(point: &Path, root: &str, path: &str) -> PathBuf {
     } else {
         point.join(relative)
     }
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
 }

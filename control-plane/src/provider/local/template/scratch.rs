@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::provider::local::folder::remove_tree;
+use crate::provider::local::mountinfo::mounts_under;
 
 /// A build's folder, removed when dropped (a failed or interrupted build).
 pub(super) struct Scratch(pub(super) PathBuf);
@@ -37,37 +38,4 @@ pub(super) fn remove_build_folder(dir: &Path) -> std::io::Result<()> {
         )));
     }
     remove_tree(dir)
-}
-
-/// Mount points at or under `dir`, from /proc/self/mountinfo.
-fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(unescape_mount_path)
-        .filter(|p| p.starts_with(dir))
-        .collect()
-}
-
-/// A mountinfo path with its octal escapes (`\040` for a space) undone.
-pub(super) fn unescape_mount_path(s: &str) -> PathBuf {
-    use std::os::unix::ffi::OsStringExt;
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    PathBuf::from(std::ffi::OsString::from_vec(out))
 }

@@ -1,4 +1,3 @@
-use super::scratch::unescape_mount_path;
 use super::*;
 
 #[test]
@@ -42,9 +41,4 @@ fn apt_names_the_unknown_package() {
         Some("nosuch-pkg")
     );
     assert_eq!(unknown_package("I: downloading packages with apt..."), None);
-}
-
-#[test]
-fn mount_paths_are_unescaped() {
-    assert_eq!(unescape_mount_path(r"/a\040b/c"), PathBuf::from("/a b/c"));
 }
